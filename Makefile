@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=23" 
+
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[harness,dev]"
 	@touch $(STAMP)
 
