@@ -8,7 +8,6 @@ STAMP   := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[harness,dev]"
 	@touch $(STAMP)
 
