@@ -1,0 +1,72 @@
+"""Per-layer statistics on a fixed probe batch: activations, dead/saturated units, norms."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mlp_core.model import MLP
+
+
+def saturation(activation: str, z: Tensor, a: Tensor) -> float:
+    """Fraction of dead or saturated units for one hidden layer on the probe batch.
+
+    relu / leaky_relu: units with no positive pre-activation on any probe sample (dead);
+    sigmoid: outputs within 0.05 of 0 or 1; tanh: |output| > 0.9 (the same band);
+    gelu / silu: units whose pre-activation is below -3 on every probe sample (flat tail).
+    """
+    if activation in ("relu", "leaky_relu"):
+        return float((z <= 0).all(0).double().mean())
+    if activation == "sigmoid":
+        return float(((a < 0.05) | (a > 0.95)).double().mean())
+    if activation == "tanh":
+        return float((a.abs() > 0.9).double().mean())
+    return float((z < -3).all(0).double().mean())
+
+
+def layer_stats(
+    model: MLP, X: Tensor, y: Tensor, prev_params: dict[str, Tensor] | None = None
+) -> list[dict]:
+    """One dict per Linear layer (hidden ones, then the output): act_mean, act_std,
+    dead_or_saturated_frac, grad_norm (of W), weight_norm (of W), update_ratio
+    (||W - W_prev|| / ||W_prev||, NaN without prev_params).
+
+    The probe pass runs in train mode (BN batch stats) without dropout and without
+    touching BN running stats, so it is deterministic and does not change the model.
+    """
+    out, cache = model._forward(X, True, update_running=False, use_dropout=False)
+    _, dout = model.loss_and_grad(out, y)
+    grads = model.backward(dout, cache)
+    rows = []
+    acts = [*cache["post"], out]
+    for i, a in enumerate(acts):
+        W = model.params[f"fc{i}.W"]
+        wn = float(W.double().norm())
+        if i < model.n_hidden:
+            frac = saturation(model.activation, cache["pre"][i], a)
+        else:
+            frac = math.nan
+        if prev_params is not None:
+            Wp = prev_params[f"fc{i}.W"].double()
+            ratio = float((W.double() - Wp).norm() / Wp.norm().clamp_min(1e-30))
+        else:
+            ratio = math.nan
+        a64 = a.double()
+        rows.append({
+            "layer": i,
+            "name": f"fc{i}",
+            "act_mean": float(a64.mean()),
+            "act_std": float(a64.std(correction=0)),
+            "dead_or_saturated_frac": frac,
+            "grad_norm": float(grads[f"fc{i}.W"].double().norm()),
+            "weight_norm": wn,
+            "update_ratio": ratio,
+        })
+    return rows
+
+
+def global_grad_norm(grads: dict[str, Tensor]) -> float:
+    """L2 norm of all gradients together."""
+    return math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads.values()))

@@ -1,0 +1,128 @@
+"""Layers as forward/backward pairs: Linear, BatchNorm1d, activations, inverted Dropout."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "silu")
+LEAKY_SLOPE = 0.01
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------- Linear
+def linear_forward(h: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """out = h @ W + b.  h: (N, D), W: (D, M), b: (M,) -> out: (N, M). Cache is just h."""
+    return torch.addmm(b, h, W)
+
+
+def linear_backward(
+    dout: Tensor, h: Tensor, W: Tensor, need_dh: bool = True
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """dout: (N, M) -> dh: (N, D) (None if not needed), dW: (D, M), db: (M,)."""
+    dW = h.t().mm(dout)
+    db = dout.sum(0)
+    dh = dout.mm(W.t()) if need_dh else None
+    return dh, dW, db
+
+
+# ---------------------------------------------------------------- BatchNorm1d
+def batchnorm_forward(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    train: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    update_running: bool = True,
+) -> tuple[Tensor, tuple | None]:
+    """BatchNorm over the batch dim, torch.nn.BatchNorm1d semantics.
+
+    Train: normalize with the batch mean and *biased* variance; running stats move by
+    `momentum` towards the batch mean and the *unbiased* variance (in place).
+    Eval: normalize with the running stats. Returns out (N, D) and the cache for backward.
+    """
+    if not train:
+        istd = torch.rsqrt(running_var + eps)
+        return (x - running_mean) * (istd * gamma) + beta, None
+    n = x.shape[0]
+    var, mu = torch.var_mean(x, dim=0, correction=0)  # biased variance normalizes
+    if update_running:
+        running_mean.mul_(1.0 - momentum).add_(mu, alpha=momentum)
+        unbiased = var * (n / (n - 1)) if n > 1 else var
+        running_var.mul_(1.0 - momentum).add_(unbiased, alpha=momentum)
+    istd = torch.rsqrt(var + eps)
+    xhat = (x - mu) * istd
+    out = torch.addcmul(beta, xhat, gamma)
+    return out, (xhat, gamma, istd)
+
+
+def batchnorm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """dout: (N, D) -> dx: (N, D), dgamma: (D,), dbeta: (D,).
+
+    With xhat = (x - mu) * istd and dxhat = dout * gamma, differentiating through mu and
+    the biased var (d var/dx_i = 2 (x_i - mu) / n, d mu/dx_i = 1/n) gives
+        dx = istd / n * (n * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)).
+    """
+    xhat, gamma, istd = cache
+    n = dout.shape[0]
+    dbeta = dout.sum(0)
+    dgamma = (dout * xhat).sum(0)
+    # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma
+    dx = (dout - (dbeta + xhat * dgamma) / n) * (gamma * istd)
+    return dx, dgamma, dbeta
+
+
+# ---------------------------------------------------------------- activations
+def act_forward(name: str, x: Tensor) -> Tensor:
+    """Apply the activation `name` to the pre-activation x; finite for |x| up to 1e4."""
+    if name == "relu":
+        return torch.relu(x)
+    if name == "leaky_relu":
+        return torch.where(x > 0, x, x * LEAKY_SLOPE)
+    if name == "sigmoid":
+        return torch.sigmoid(x)  # evaluated stably (no exp overflow) by torch
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "gelu":  # exact: x * Phi(x)
+        return x * (0.5 * (1.0 + torch.erf(x * _INV_SQRT2)))
+    if name == "silu":
+        return x * torch.sigmoid(x)
+    raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
+def act_backward(name: str, dout: Tensor, x: Tensor, out: Tensor) -> Tensor:
+    """d loss / d x given d loss / d out, the pre-activation x and the output out."""
+    if name == "relu":
+        return dout * (out > 0)
+    if name == "leaky_relu":
+        return torch.where(x > 0, dout, dout * LEAKY_SLOPE)
+    if name == "sigmoid":  # s' = s (1 - s)
+        return dout * out * (1.0 - out)
+    if name == "tanh":  # t' = 1 - t^2
+        return dout * (1.0 - out * out)
+    if name == "gelu":  # (x Phi)' = Phi(x) + x phi(x); phi underflows to 0 for large |x|
+        Phi = 0.5 * (1.0 + torch.erf(x * _INV_SQRT2))
+        phi = torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        return dout * (Phi + x * phi)
+    if name == "silu":  # (x s)' = s (1 + x (1 - s))
+        s = torch.sigmoid(x)
+        return dout * (s * (1.0 + x * (1.0 - s)))
+    raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
+# ---------------------------------------------------------------- Dropout
+def dropout_forward(x: Tensor, p: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Inverted dropout: keep each unit with prob 1-p and scale by 1/(1-p). Returns out, mask."""
+    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
+    return x * mask, mask
+
+
+def dropout_backward(dout: Tensor, mask: Tensor) -> Tensor:
+    """dx = dout * mask (the mask already holds the 1/(1-p) scale)."""
+    return dout * mask

@@ -1,0 +1,249 @@
+"""The MLP: hidden blocks Linear -> BatchNorm? -> activation -> Dropout?, then a Linear head."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mlp_core.init import INITS, init_weight
+from mlp_core.layers import (
+    ACTIVATIONS,
+    act_backward,
+    act_forward,
+    batchnorm_backward,
+    batchnorm_forward,
+    dropout_forward,
+    linear_backward,
+)
+from mlp_core.losses import mse, softmax_cross_entropy
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """torch.float32 / torch.float64 (or their names) -> the torch dtype; anything else raises."""
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; allowed: float32, float64")
+        return _DTYPES[dtype]
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"unsupported dtype {dtype}; allowed: float32, float64")
+    return dtype
+
+
+class MLP:
+    """A multilayer perceptron with hand-written forward and backward passes.
+
+    params: fc0.W (in, h0), fc0.b, [bn0.gamma, bn0.beta], fc1.W, ..., fc{L}.W, fc{L}.b.
+    buffers: bn{i}.running_mean, bn{i}.running_var (with batchnorm).
+    """
+
+    task = "base"
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: list[int] | tuple[int, ...] = (64, 64),
+        activation: str = "relu",
+        init: str = "he",
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+        dtype: torch.dtype | str = torch.float32,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        init_std: float = 0.01,
+    ) -> None:
+        hidden = [int(h) for h in hidden]
+        if int(in_dim) < 1 or int(out_dim) < 1:
+            raise ValueError(f"in_dim and out_dim must be >= 1, got {in_dim}, {out_dim}")
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"every hidden width must be >= 1, got {hidden}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; allowed: {', '.join(INITS)}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= bn_momentum <= 1.0 or not bn_eps > 0:
+            raise ValueError(f"need 0 <= bn_momentum <= 1 and bn_eps > 0, got {bn_momentum}, {bn_eps}")
+        self.in_dim, self.out_dim, self.hidden = int(in_dim), int(out_dim), hidden
+        self.activation, self.init, self.init_std = activation, init, float(init_std)
+        self.batchnorm, self.dropout = bool(batchnorm), float(dropout)
+        self.bn_momentum, self.bn_eps = float(bn_momentum), float(bn_eps)
+        self.dtype, self.device = as_dtype(dtype), torch.device(device)
+        self.seed = int(seed)
+        self.n_hidden = len(hidden)
+
+        init_gen = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        self.params: dict[str, Tensor] = {}
+        self.buffers: dict[str, Tensor] = {}
+        dims = [self.in_dim, *hidden, self.out_dim]
+        kw = {"dtype": self.dtype, "device": self.device}
+        for i in range(len(dims) - 1):
+            fan_in, fan_out = dims[i], dims[i + 1]
+            self.params[f"fc{i}.W"] = init_weight(init, fan_in, fan_out, init_gen, std=init_std, **kw)
+            self.params[f"fc{i}.b"] = torch.zeros(fan_out, **kw)
+            if self.batchnorm and i < self.n_hidden:
+                self.params[f"bn{i}.gamma"] = torch.ones(fan_out, **kw)
+                self.params[f"bn{i}.beta"] = torch.zeros(fan_out, **kw)
+                self.buffers[f"bn{i}.running_mean"] = torch.zeros(fan_out, **kw)
+                self.buffers[f"bn{i}.running_var"] = torch.ones(fan_out, **kw)
+
+    # ------------------------------------------------------------ forward / backward
+    def forward(self, X: Tensor, train: bool = True) -> tuple[Tensor, dict[str, Any]]:
+        """out (N, out_dim) and the cache for backward. train: batch stats + dropout."""
+        return self._forward(X, train)
+
+    def _forward(
+        self, X: Tensor, train: bool, update_running: bool = True, use_dropout: bool = True
+    ) -> tuple[Tensor, dict[str, Any]]:
+        P, act = self.params, self.activation
+        drop = train and use_dropout and self.dropout > 0
+        h = X
+        inputs, pre, post, bn_caches, masks = [], [], [], [], []
+        for i in range(self.n_hidden):
+            inputs.append(h)
+            z = torch.addmm(P[f"fc{i}.b"], h, P[f"fc{i}.W"])  # (N, h_i)
+            if self.batchnorm:
+                z, bn_cache = batchnorm_forward(
+                    z, P[f"bn{i}.gamma"], P[f"bn{i}.beta"],
+                    self.buffers[f"bn{i}.running_mean"], self.buffers[f"bn{i}.running_var"],
+                    train, self.bn_momentum, self.bn_eps, update_running,
+                )
+                bn_caches.append(bn_cache)
+            a = act_forward(act, z)
+            pre.append(z)
+            post.append(a)
+            if drop:
+                a, mask = dropout_forward(a, self.dropout, self.generator)
+                masks.append(mask)
+            h = a
+        L = self.n_hidden
+        inputs.append(h)
+        out = torch.addmm(P[f"fc{L}.b"], h, P[f"fc{L}.W"])
+        cache = {"inputs": inputs, "pre": pre, "post": post, "bn": bn_caches, "masks": masks}
+        return out, cache
+
+    def backward(self, dout: Tensor, cache: dict[str, Any]) -> dict[str, Tensor]:
+        """Gradients of the loss w.r.t. every param, same keys, order and shapes as params."""
+        P, L = self.params, self.n_hidden
+        g: dict[str, Tensor] = {}
+        dh, g[f"fc{L}.W"], g[f"fc{L}.b"] = linear_backward(dout, cache["inputs"][L], P[f"fc{L}.W"])
+        for i in reversed(range(L)):
+            if cache["masks"]:
+                dh = dh * cache["masks"][i]
+            dz = act_backward(self.activation, dh, cache["pre"][i], cache["post"][i])
+            if self.batchnorm:
+                dz, g[f"bn{i}.gamma"], g[f"bn{i}.beta"] = batchnorm_backward(dz, cache["bn"][i])
+            dh, g[f"fc{i}.W"], g[f"fc{i}.b"] = linear_backward(
+                dz, cache["inputs"][i], P[f"fc{i}.W"], need_dh=i > 0
+            )
+        return {k: g[k] for k in P}
+
+    def hidden_activations(self, cache: dict[str, Any]) -> list[Tensor]:
+        """Post-activation output (before dropout) of each hidden block."""
+        return list(cache["post"])
+
+    # ------------------------------------------------------------ task-specific
+    def loss_and_grad(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Scalar batch-mean loss and d loss / d out."""
+        raise NotImplementedError
+
+    def predict(self, X: Tensor) -> Tensor:
+        """Eval-mode prediction."""
+        raise NotImplementedError
+
+    def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
+        """Eval-mode loss and task metrics on (X, y)."""
+        raise NotImplementedError
+
+    def _eval_out(self, X: Tensor, batch_size: int) -> Tensor:
+        outs = [self._forward(X[i : i + batch_size], False)[0] for i in range(0, len(X), batch_size)]
+        return torch.cat(outs) if len(outs) != 1 else outs[0]
+
+    # ------------------------------------------------------------ utilities
+    @property
+    def n_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.params.values())
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, enough to rebuild the same architecture."""
+        return {
+            "in_dim": self.in_dim, "out_dim": self.out_dim, "hidden": list(self.hidden),
+            "activation": self.activation, "init": self.init, "batchnorm": self.batchnorm,
+            "dropout": self.dropout, "bn_momentum": self.bn_momentum, "bn_eps": self.bn_eps,
+            "dtype": self.dtype, "device": self.device, "seed": self.seed, "init_std": self.init_std,
+        }
+
+    def clone(
+        self, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None
+    ) -> MLP:
+        """A new model of the same class with copies of params, buffers and dropout RNG state."""
+        cfg = self.config()
+        cfg["dtype"] = as_dtype(dtype) if dtype is not None else self.dtype
+        cfg["device"] = torch.device(device) if device is not None else self.device
+        new = type(self)(**cfg)
+        for src, dst in ((self.params, new.params), (self.buffers, new.buffers)):
+            for k, v in src.items():
+                dst[k] = v.detach().to(dtype=cfg["dtype"], device=cfg["device"], copy=True)
+        if new.device == self.device:
+            new.generator.set_state(self.generator.get_state())
+        return new
+
+    def weight_norm(self) -> float:
+        """Global L2 norm of all params."""
+        return math.sqrt(sum(float(p.double().pow(2).sum()) for p in self.params.values()))
+
+
+class MLPClassifier(MLP):
+    """MLP with a softmax cross-entropy head; y holds int64 class labels."""
+
+    task = "classification"
+
+    def loss_and_grad(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean softmax cross-entropy (log-sum-exp) and d loss / d logits."""
+        return softmax_cross_entropy(out, y)
+
+    def predict(self, X: Tensor) -> Tensor:
+        """Predicted class labels (N,)."""
+        return self._eval_out(X, 8192).argmax(1)
+
+    def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
+        """{"loss", "acc"} in eval mode."""
+        logits = self._eval_out(X, batch_size)
+        loss, _ = softmax_cross_entropy(logits, y)
+        acc = (logits.argmax(1) == y).double().mean()
+        return {"loss": float(loss), "acc": float(acc)}
+
+
+class MLPRegressor(MLP):
+    """MLP with a mean-squared-error head; y is float (N, out_dim)."""
+
+    task = "regression"
+
+    def loss_and_grad(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """MSE over all elements and d loss / d predictions."""
+        return mse(out, y)
+
+    def predict(self, X: Tensor) -> Tensor:
+        """Predictions (N, out_dim)."""
+        return self._eval_out(X, 8192)
+
+    def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
+        """{"loss", "mse", "rmse", "r2"} in eval mode; R^2 = 1 - SSE / SST over all targets."""
+        pred = self._eval_out(X, batch_size)
+        y = y.view_as(pred)
+        err = (pred - y).double()
+        m = float(err.pow(2).mean())
+        sst = float((y.double() - y.double().mean(0)).pow(2).sum())
+        sse = float(err.pow(2).sum())
+        r2 = 1.0 - sse / sst if sst > 0 else float("nan")
+        return {"loss": m, "mse": m, "rmse": math.sqrt(m), "r2": r2}

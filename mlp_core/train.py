@@ -1,0 +1,200 @@
+"""The training loop: a generator of one record per epoch, resumable from a saved state."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mlp_core.data import Dataset, batches
+from mlp_core.diagnostics import layer_stats
+from mlp_core.model import MLP
+from mlp_core.optim import LRSchedule
+
+BASE_COLUMNS = ["epoch", "step", "lr", "train_loss", "val_loss", "grad_norm", "weight_norm",
+                "epoch_time_s", "samples_per_s"]
+TASK_COLUMNS = {"classification": ["train_acc", "val_acc"],
+                "regression": ["train_mse", "val_mse", "val_r2"]}
+LAYER_COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "dead_or_saturated_frac",
+                 "grad_norm", "weight_norm", "update_ratio"]
+
+
+def metric_columns(task: str) -> list[str]:
+    """The metrics.csv columns for a task, in order."""
+    if task not in TASK_COLUMNS:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASK_COLUMNS)}")
+    return BASE_COLUMNS + TASK_COLUMNS[task]
+
+
+@dataclass
+class TrainConfig:
+    """How to train: epochs, batch size, seed of the batch order, divergence rule, probe size."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    diverge_factor: float = 1e3  # diverged when train loss > factor * max(initial loss, 1)
+    probe_size: int = 256
+    log_layers: bool = True
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's metrics row, its per-layer rows, and the run status after it."""
+
+    metrics: dict[str, Any]
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+
+
+class Trainer:
+    """Trains `model` on `data` with `optimizer` and `schedule`; `run()` yields EpochRecords.
+
+    Epoch 0 is the model at initialization (no step). Stops with status "diverged" when a
+    loss is non-finite or explodes, "completed" after `cfg.epochs` epochs.
+    """
+
+    def __init__(self, model: MLP, optimizer: Any, schedule: LRSchedule, data: Dataset,
+                 cfg: TrainConfig) -> None:
+        if cfg.epochs < 0 or cfg.batch_size < 1:
+            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {cfg.epochs}, "
+                             f"{cfg.batch_size}")
+        if model.task != data.task:
+            raise ValueError(f"a {model.task} model cannot train on {data.task} data {data.name!r}")
+        self.model, self.opt, self.schedule, self.data, self.cfg = model, optimizer, schedule, data, cfg
+        self.columns = metric_columns(data.task)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # batch order
+        n_train = data.X_train.shape[0]
+        # BN on a trailing batch of 1-3 samples is unstable: drop the incomplete last batch.
+        self.drop_last = model.batchnorm and n_train > cfg.batch_size
+        self.X_probe = data.X_train[: cfg.probe_size]
+        self.y_probe = data.y_train[: cfg.probe_size]
+        self.epoch = 0
+        self.step = 0
+        self.status = "running"
+        self.started = False
+        self.initial_loss: float | None = None
+        self.prev_W: dict[str, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------ loop
+    def run(self) -> Iterator[EpochRecord]:
+        """Yield epoch 0 (unless resumed past it), then one record per epoch until done."""
+        if not self.started:
+            rec = self._epoch_zero()
+            yield rec
+        while self.status == "running" and self.epoch < self.cfg.epochs:
+            yield self._train_epoch()
+        if self.status == "running":
+            self.status = "completed"
+
+    @torch.inference_mode()
+    def _epoch_zero(self) -> EpochRecord:
+        t0 = time.perf_counter()
+        self.started = True
+        rec = self._record(0, self.schedule.lr_at(1), 0.0, t0)
+        self.initial_loss = rec.metrics["train_loss"]
+        return self._check(rec)
+
+    @torch.inference_mode()
+    def _train_epoch(self) -> EpochRecord:
+        model, opt = self.model, self.opt
+        e = self.epoch + 1
+        lr = self.schedule.lr_at(e)
+        opt.lr = lr
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=model.device)
+        n_seen, finite = 0, True
+        for k, (Xb, yb) in enumerate(batches(self.data.X_train, self.data.y_train,
+                                             self.cfg.batch_size, self.generator,
+                                             shuffle=True, drop_last=self.drop_last)):
+            out, cache = model.forward(Xb, train=True)
+            loss, dout = model.loss_and_grad(out, yb)
+            grads = model.backward(dout, cache)
+            opt.step(grads)
+            loss_sum += loss
+            n_seen += Xb.shape[0]
+            self.step += 1
+            if k % 32 == 31 and not math.isfinite(float(loss_sum)):
+                finite = False
+                break
+        t_train = time.perf_counter() - t0
+        self.epoch = e
+        rec = self._record(e, lr, n_seen / max(t_train, 1e-12), t0)
+        if not finite:
+            rec.status = self.status = "diverged"
+        return self._check(rec)
+
+    # ------------------------------------------------------------ records
+    def _record(self, epoch: int, lr: float, samples_per_s: float, t0: float) -> EpochRecord:
+        model, d = self.model, self.data
+        tr = model.evaluate(d.X_train, d.y_train)
+        va = model.evaluate(d.X_val, d.y_val)
+        layers = layer_stats(model, self.X_probe, self.y_probe, self.prev_W)
+        self.prev_W = {k: v.clone() for k, v in model.params.items() if k.endswith(".W")}
+        grad_norm = math.sqrt(sum(r["grad_norm"] ** 2 for r in layers))  # of the W's
+        m: dict[str, Any] = {
+            "epoch": epoch, "step": self.step, "lr": lr,
+            "train_loss": tr["loss"], "val_loss": va["loss"],
+            "grad_norm": grad_norm, "weight_norm": model.weight_norm(),
+            "epoch_time_s": 0.0, "samples_per_s": samples_per_s,
+        }
+        if d.task == "classification":
+            m.update(train_acc=tr["acc"], val_acc=va["acc"])
+        else:
+            m.update(train_mse=tr["mse"], val_mse=va["mse"], val_r2=va["r2"])
+        m["epoch_time_s"] = time.perf_counter() - t0
+        for r in layers:
+            r["epoch"] = epoch
+        layers = [{c: r[c] for c in LAYER_COLUMNS} for r in layers] if self.cfg.log_layers else []
+        return EpochRecord(metrics={c: m[c] for c in self.columns}, layers=layers)
+
+    def _check(self, rec: EpochRecord) -> EpochRecord:
+        loss, val = rec.metrics["train_loss"], rec.metrics["val_loss"]
+        limit = self.cfg.diverge_factor * max(self.initial_loss or 1.0, 1.0)
+        if rec.status == "diverged" or not (math.isfinite(loss) and math.isfinite(val)) \
+                or loss > limit:
+            rec.status = self.status = "diverged"
+        elif self.epoch >= self.cfg.epochs:
+            self.status = "completed"
+        return rec
+
+    @torch.inference_mode()
+    def test_metrics(self) -> dict[str, float]:
+        """Eval-mode metrics on the test split, keys prefixed with `test_`."""
+        res = self.model.evaluate(self.data.X_test, self.data.y_test)
+        return {f"test_{k}": v for k, v in res.items()}
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: params, buffers, optimizer, RNGs, counters."""
+        return {
+            "params": {k: v.clone() for k, v in self.model.params.items()},
+            "buffers": {k: v.clone() for k, v in self.model.buffers.items()},
+            "optimizer": self.opt.state_dict(),
+            "batch_rng": self.generator.get_state(),
+            "dropout_rng": self.model.generator.get_state(),
+            "epoch": self.epoch, "step": self.step, "status": self.status,
+            "started": self.started, "initial_loss": self.initial_loss,
+            "prev_W": None if self.prev_W is None else {k: v.clone() for k, v in self.prev_W.items()},
+        }
+
+    @torch.inference_mode()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from `state_dict()` (in place)."""
+        for src, dst in ((state["params"], self.model.params), (state["buffers"], self.model.buffers)):
+            if set(src) != set(dst):
+                raise ValueError("checkpoint does not match the model's parameters: "
+                                 f"{sorted(set(src) ^ set(dst))}")
+            for k, v in src.items():
+                dst[k].copy_(v)
+        self.opt.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["batch_rng"])
+        self.model.generator.set_state(state["dropout_rng"])
+        self.epoch, self.step, self.status = state["epoch"], state["step"], state["status"]
+        self.started, self.initial_loss = state["started"], state["initial_loss"]
+        pw = state["prev_W"]
+        self.prev_W = None if pw is None else {k: v.to(self.model.device) for k, v in pw.items()}
