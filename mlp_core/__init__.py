@@ -1,1 +1,1 @@
-"""mlp_core: a hand-written MLP on plain PyTorch tensors (no autograd, no torch.nn)."""
+"""mlp_core: a hand-written MLP on plain PyTorch tensors, every forward and backward our own."""

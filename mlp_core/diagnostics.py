@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from mlp_core.model import MLP
@@ -38,7 +37,7 @@ def layer_stats(
     """
     out, cache = model._forward(X, True, update_running=False, use_dropout=False)
     _, dout = model.loss_and_grad(out, y)
-    grads = model.backward(dout, cache)
+    grads = model.backprop(dout, cache)
     rows = []
     acts = [*cache["post"], out]
     for i, a in enumerate(acts):

@@ -35,7 +35,7 @@ def gradcheck(
     rng_state = m.generator.get_state()
     out, cache = m._forward(X, True, update_running=False)
     _, dout = m.loss_and_grad(out, y)
-    grads = m.backward(dout, cache)
+    grads = m.backprop(dout, cache)
 
     gen = torch.Generator().manual_seed(seed)
     total = sum(p.numel() for p in m.params.values())

@@ -24,7 +24,7 @@ def init_weight(
     he N(0, 2/fan_in); he_uniform U(+-sqrt(6/fan_in)); xavier N(0, 2/(fan_in+fan_out));
     xavier_uniform U(+-sqrt(6/(fan_in+fan_out))); lecun N(0, 1/fan_in); normal N(0, std^2);
     uniform U(+-1/sqrt(fan_in)), the "standard" init of Glorot & Bengio (2010) and
-    torch.nn.Linear's default.
+    the default of PyTorch's Linear layer.
     """
     # Draw on the CPU in float64 from the CPU generator so weights do not depend on device.
     shape = (fan_in, fan_out)

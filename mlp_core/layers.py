@@ -41,7 +41,7 @@ def batchnorm_forward(
     eps: float = 1e-5,
     update_running: bool = True,
 ) -> tuple[Tensor, tuple | None]:
-    """BatchNorm over the batch dim, torch.nn.BatchNorm1d semantics.
+    """BatchNorm over the batch dim, the semantics of PyTorch's BatchNorm1d.
 
     Train: normalize with the batch mean and *biased* variance; running stats move by
     `momentum` towards the batch mean and the *unbiased* variance (in place).

@@ -22,7 +22,7 @@ def softmax_cross_entropy(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def mse(pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean over all elements of (pred - y)^2 (torch.nn.MSELoss); dpred = 2 (pred - y) / numel."""
+    """Mean over all elements of (pred - y)^2 (PyTorch's MSELoss); dpred = 2 (pred - y) / numel."""
     diff = pred - y.view_as(pred)
     loss = (diff * diff).mean()
     return loss, diff.mul_(2.0 / diff.numel())

@@ -113,7 +113,7 @@ class Trainer:
                                              shuffle=True, drop_last=self.drop_last)):
             out, cache = model.forward(Xb, train=True)
             loss, dout = model.loss_and_grad(out, yb)
-            grads = model.backward(dout, cache)
+            grads = model.backprop(dout, cache)
             opt.step(grads)
             loss_sum += loss
             n_seen += Xb.shape[0]

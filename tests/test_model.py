@@ -1,0 +1,165 @@
+"""Model structure, BatchNorm, inits, numerical stability, dropout, and the no-autograd rule."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mlp_core.init import init_weight
+from mlp_core.layers import ACTIVATIONS, act_backward, act_forward
+from mlp_core.losses import mse, softmax_cross_entropy
+from mlp_core.model import MLPClassifier, MLPRegressor
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_param_and_buffer_names_follow_the_design():
+    m = MLPClassifier(3, 4, [5, 6], batchnorm=True)
+    assert list(m.params) == ["fc0.W", "fc0.b", "bn0.gamma", "bn0.beta",
+                              "fc1.W", "fc1.b", "bn1.gamma", "bn1.beta", "fc2.W", "fc2.b"]
+    assert m.params["fc0.W"].shape == (3, 5) and m.params["fc2.W"].shape == (6, 4)
+    assert list(m.buffers) == ["bn0.running_mean", "bn0.running_var",
+                               "bn1.running_mean", "bn1.running_var"]
+    assert torch.all(m.params["bn1.gamma"] == 1) and torch.all(m.params["fc1.b"] == 0)
+    assert not any(p.requires_grad for p in m.params.values())
+    assert m.n_params == 3 * 5 + 5 + 10 + 5 * 6 + 6 + 12 + 6 * 4 + 4
+    assert list(MLPRegressor(2, 1, []).params) == ["fc0.W", "fc0.b"]
+
+
+@pytest.mark.parametrize("bad", [dict(activation="foo"), dict(init="bar"), dict(hidden=[0]),
+                                 dict(dropout=1.0), dict(dtype="float16")])
+def test_bad_constructor_arguments_raise_value_error(bad):
+    kw = dict(in_dim=2, out_dim=2, hidden=[4]) | bad
+    with pytest.raises(ValueError):
+        MLPClassifier(**kw)
+
+
+def test_batchnorm_running_stats_and_eval_output_match_torch():
+    gen = torch.Generator().manual_seed(0)
+    m = MLPClassifier(4, 3, [7], batchnorm=True, dtype=torch.float64, seed=3)
+    rm, rv = torch.zeros(7, dtype=torch.float64), torch.ones(7, dtype=torch.float64)
+    with torch.inference_mode():
+        for _ in range(5):
+            X = torch.randn(10, 4, generator=gen, dtype=torch.float64) * 3 + 1
+            out, cache = m.forward(X, train=True)
+            z = X @ m.params["fc0.W"] + m.params["fc0.b"]
+            ref = F.batch_norm(z, rm, rv, m.params["bn0.gamma"], m.params["bn0.beta"],
+                               training=True, momentum=0.1, eps=1e-5)
+            torch.testing.assert_close(cache["pre"][0], ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(m.buffers["bn0.running_mean"], rm, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(m.buffers["bn0.running_var"], rv, rtol=1e-12, atol=1e-12)
+        m.params["bn0.gamma"].uniform_(0.5, 1.5, generator=gen)
+        out, cache = m.forward(X, train=False)
+        z = X @ m.params["fc0.W"] + m.params["fc0.b"]
+        ref = F.batch_norm(z, rm, rv, m.params["bn0.gamma"], m.params["bn0.beta"],
+                           training=False, eps=1e-5)
+        torch.testing.assert_close(cache["pre"][0], ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scheme,var", [
+    ("he", lambda i, o: 2 / i), ("he_uniform", lambda i, o: 2 / i),
+    ("xavier", lambda i, o: 2 / (i + o)), ("xavier_uniform", lambda i, o: 2 / (i + o)),
+    ("lecun", lambda i, o: 1 / i), ("normal", lambda i, o: 0.05 ** 2),
+    ("uniform", lambda i, o: 1 / (3 * i)),
+])
+def test_init_variance_matches_the_scheme(scheme, var):
+    fan_in, fan_out = 400, 300
+    W = init_weight(scheme, fan_in, fan_out, torch.Generator().manual_seed(0),
+                    dtype=torch.float64, std=0.05)
+    assert W.shape == (fan_in, fan_out)
+    assert abs(float(W.mean())) < 4 * math.sqrt(var(fan_in, fan_out) / W.numel())
+    assert float(W.var()) == pytest.approx(var(fan_in, fan_out), rel=0.02)
+    if scheme.endswith("uniform"):
+        assert float(W.abs().max()) <= math.sqrt(3 * var(fan_in, fan_out)) + 1e-12
+
+
+def test_init_is_seeded_and_device_dtype_independent():
+    a = MLPClassifier(5, 3, [8], seed=7).params["fc0.W"]
+    b = MLPClassifier(5, 3, [8], seed=7, dtype=torch.float64).params["fc0.W"]
+    c = MLPClassifier(5, 3, [8], seed=8).params["fc0.W"]
+    assert torch.equal(a, b.float()) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_activations_finite_at_large_inputs(name, dtype):
+    x = torch.tensor([-1e4, -50.0, 0.0, 50.0, 1e4], dtype=dtype)
+    out = act_forward(name, x)
+    dx = act_backward(name, torch.ones_like(x), x, out)
+    assert torch.isfinite(out).all() and torch.isfinite(dx).all()
+    ref = {"relu": F.relu, "leaky_relu": lambda t: F.leaky_relu(t, 0.01), "sigmoid": torch.sigmoid,
+           "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}[name](x)
+    torch.testing.assert_close(out, ref)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    logits = torch.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=torch.float32)
+    y = torch.tensor([1, 2])
+    loss, d = softmax_cross_entropy(logits.clone(), y)
+    assert math.isfinite(float(loss)) and torch.isfinite(d).all()
+    assert float(loss) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
+    assert float(loss) == pytest.approx(1e4, rel=1e-6)  # 2e4 / 2
+
+
+def test_mse_matches_torch_over_all_elements():
+    p, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    loss, d = mse(p.clone(), y)
+    assert float(loss) == pytest.approx(float(F.mse_loss(p, y)), rel=1e-12)
+    torch.testing.assert_close(d, 2 * (p - y) / 18)
+
+
+def test_dropout_rate_scale_and_eval_identity():
+    m = MLPClassifier(20, 2, [2000], dropout=0.3, seed=0)
+    X = torch.randn(64, 20)
+    with torch.inference_mode():
+        _, cache = m.forward(X, train=True)
+        mask = cache["masks"][0]
+        assert float((mask == 0).double().mean()) == pytest.approx(0.3, abs=0.01)
+        assert torch.allclose(mask[mask != 0], torch.tensor(1 / 0.7))
+        _, cache_eval = m.forward(X, train=False)
+        assert cache_eval["masks"] == []
+        a = m.forward(X, train=False)[0]
+        b = m.forward(X, train=False)[0]
+        assert torch.equal(a, b)
+
+
+def test_regressor_metrics():
+    m = MLPRegressor(3, 2, [4])
+    X, y = torch.randn(50, 3), torch.randn(50, 2)
+    with torch.inference_mode():
+        r = m.evaluate(X, y)
+        pred = m.predict(X)
+    sse = float(((pred - y) ** 2).sum())
+    sst = float(((y - y.mean(0)) ** 2).sum())
+    assert r["mse"] == pytest.approx(sse / y.numel(), rel=1e-5)
+    assert r["rmse"] == pytest.approx(math.sqrt(r["mse"]), rel=1e-9)
+    assert r["r2"] == pytest.approx(1 - sse / sst, rel=1e-5)
+
+
+def test_whole_library_runs_inside_inference_mode():
+    from mlp_core.data import load_dataset
+    from mlp_core.gradcheck import gradcheck
+    from mlp_core.optim import SGD, LRSchedule
+    from mlp_core.train import TrainConfig, Trainer
+
+    with torch.inference_mode():
+        data = load_dataset("moons", n_samples=200, seed=0)
+        model = MLPClassifier(data.in_dim, data.out_dim, [16], batchnorm=True, dropout=0.1)
+        opt = SGD(model.params, lr=0.1, momentum=0.9)
+        trainer = Trainer(model, opt, LRSchedule(0.1, 2), data, TrainConfig(epochs=2))
+        recs = list(trainer.run())
+        assert gradcheck(model, data.X_train[:8], data.y_train[:8], n_checks=20) < 1e-4
+    assert len(recs) == 3 and trainer.status == "completed"
+
+
+def test_source_never_touches_autograd():
+    banned = re.compile(r"torch\.autograd|torch\.nn\b|torch\.func|requires_grad|\.backward\(|"
+                        r"^\s*(from|import)\s+(hydra|pandas|matplotlib|omegaconf)", re.M)
+    for path in (ROOT / "mlp_core").glob("*.py"):
+        hits = [m.group(0) for m in banned.finditer(path.read_text())]
+        assert not hits, f"{path.name}: {hits}"
