@@ -1,0 +1,298 @@
+"""Datasets as standardized train/val/test tensors, and seeded mini-batching by slicing.
+
+Every dataset is drawn, split and standardized from one integer ``seed`` through a
+``numpy.random.Generator`` (or scikit-learn's ``random_state``): global RNG state is never
+read or left changed. Features (and regression targets) are standardized with the mean and
+std of the training split only; a std below ``STD_FLOOR`` counts as 1, so constant columns
+(digits has some) stay 0 instead of blowing up on val/test.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+
+DATASETS: dict[str, str] = {
+    "spirals": "classification", "moons": "classification", "circles": "classification",
+    "xor": "classification", "blobs": "classification", "digits": "classification",
+    "mnist1d": "classification", "sine": "regression", "friedman1": "regression",
+    "diabetes": "regression", "csv": "auto",
+}
+# default noise per dataset; datasets missing here take no noise
+DEFAULT_NOISE = {"spirals": 0.2, "moons": 0.1, "circles": 0.1, "xor": 0.1, "blobs": 1.0,
+                 "mnist1d": 0.02, "sine": 0.05, "friedman1": 1.0}
+# default n_samples per dataset; None = every row of a fixed dataset
+DEFAULT_N_SAMPLES = {"digits": None, "diabetes": None, "csv": None, "mnist1d": 5000}
+SYNTHETIC_N_SAMPLES = 1000
+OPTIONS: dict[str, dict[str, Any]] = {
+    "spirals": {"n_classes": 3}, "blobs": {"n_classes": 3, "n_features": 2},
+    "circles": {"factor": 0.5}, "friedman1": {"n_features": 10},
+    "csv": {"path": None, "target": None, "task": "auto"},
+}
+STD_FLOOR = 1e-6
+MAX_INFERRED_CLASSES = 20
+
+
+@dataclass
+class Dataset:
+    """Standardized splits; y is int64 (N,) for classification, float (N, out_dim) for regression.
+
+    ``classes`` maps label index -> original label (csv classification only);
+    ``y_mean``/``y_std`` (regression only) undo the target standardization: y * y_std + y_mean.
+    """
+
+    name: str
+    task: str
+    X_train: torch.Tensor = field(repr=False)
+    y_train: torch.Tensor = field(repr=False)
+    X_val: torch.Tensor = field(repr=False)
+    y_val: torch.Tensor = field(repr=False)
+    X_test: torch.Tensor = field(repr=False)
+    y_test: torch.Tensor = field(repr=False)
+    in_dim: int
+    out_dim: int
+    classes: tuple | None = None
+    y_mean: torch.Tensor | None = field(default=None, repr=False)
+    y_std: torch.Tensor | None = field(default=None, repr=False)
+
+
+def _fail(msg: str) -> NoReturn:
+    raise ValueError(msg)
+
+
+def _check_int(key: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
+        _fail(f"{key} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _check_num(key: str, value: Any, lo: float, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value < hi:
+        _fail(f"{key} must be a number in [{lo}, {hi}), got {value!r}")
+    return float(value)
+
+
+def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    allowed = OPTIONS.get(name, {})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        _fail(f"unknown option {unknown[0]!r} for dataset {name!r} "
+              f"(allowed: {', '.join(allowed) or 'none'})")
+    opts = {k: (options[k] if options.get(k) is not None else v) for k, v in allowed.items()}
+    if "n_classes" in opts:
+        opts["n_classes"] = _check_int("n_classes", opts["n_classes"], 2)
+    if "n_features" in opts:
+        lo = 5 if name == "friedman1" else 1
+        opts["n_features"] = _check_int("n_features", opts["n_features"], lo)
+    if "factor" in opts:
+        opts["factor"] = _check_num("factor", opts["factor"], 0.0, 1.0)
+    if "task" in opts and opts["task"] not in ("auto", "classification", "regression"):
+        _fail(f"task must be one of auto, classification, regression, got {opts['task']!r}")
+    return opts
+
+
+def _mnist1d(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib
+
+    args = get_dataset_args()
+    args.num_samples, args.seed, args.iid_noise_scale, args.train_split = n, seed, noise, 1.0
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:  # make_dataset reseeds numpy and random globally: put both back
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
+
+
+def _generate(name: str, n: int | None, noise: float, rng: np.random.Generator,
+              opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (X, y) in float64; y int labels or float targets."""
+    from sklearn import datasets as skd
+
+    rs = int(rng.integers(2**31 - 1))  # sklearn random_state drawn from the seeded generator
+    if name == "spirals":  # cs231n spiral: K arms, radius 0..1, 4 rad of turn, noise on angle
+        k = opts["n_classes"]
+        y = np.arange(n) % k
+        r = rng.uniform(0.0, 1.0, n)
+        t = 2 * np.pi * y / k + 4.0 * r + rng.normal(0.0, noise, n)
+        return np.stack([r * np.sin(t), r * np.cos(t)], axis=1), y
+    if name == "moons":
+        return skd.make_moons(n, noise=noise, random_state=rs)
+    if name == "circles":
+        return skd.make_circles(n, noise=noise, factor=opts["factor"], random_state=rs)
+    if name == "xor":  # label = sign agreement of the coordinates, Gaussian noise on inputs
+        X = rng.uniform(-1.0, 1.0, (n, 2))
+        y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+        return X + rng.normal(0.0, noise, X.shape), y
+    if name == "blobs":
+        return skd.make_blobs(n, n_features=opts["n_features"], centers=opts["n_classes"],
+                              cluster_std=noise, random_state=rs)
+    if name == "sine":
+        x = rng.uniform(-np.pi, np.pi, (n, 1))
+        return x, np.sin(x) + rng.normal(0.0, noise, x.shape)
+    if name == "friedman1":
+        return skd.make_friedman1(n, n_features=opts["n_features"], noise=noise, random_state=rs)
+    if name == "mnist1d":
+        return _mnist1d(n, noise, rs)
+    if name == "digits":
+        return skd.load_digits(return_X_y=True)
+    if name == "diabetes":
+        return skd.load_diabetes(return_X_y=True)
+    raise AssertionError(name)  # pragma: no cover
+
+
+def _parse(values: list[str]) -> np.ndarray | None:
+    """Column as float64, or None if any cell is non-numeric, empty or non-finite."""
+    try:
+        col = np.array([float(v) for v in values])
+    except ValueError:
+        return None
+    return col if np.isfinite(col).all() else None
+
+
+def _read_csv(path: Any, target: Any, task: str) -> tuple[np.ndarray, np.ndarray, str, tuple]:
+    """Read a header + numeric-features csv; returns X, y, task, classes."""
+    if path is None:
+        _fail("dataset 'csv' needs option path=<file.csv>")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"csv file not found: {p}")
+    with p.open(newline="", encoding="utf-8-sig") as f:
+        rows = [[c.strip() for c in r] for r in csv.reader(f) if any(c.strip() for c in r)]
+    if not rows:
+        _fail(f"csv file {p} is empty")
+    header, body = rows[0], rows[1:]
+    if not body:
+        _fail(f"csv file {p} has a header but no data rows")
+    if target is None or target not in header:
+        _fail(f"target column {target!r} not found in {p}; available columns: {', '.join(header)}")
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            _fail(f"csv file {p}: row {i} has {len(r)} fields, the header has {len(header)}")
+    cols = dict(zip(header, zip(*body, strict=True), strict=True))
+    feats = [c for c in header if c != target]
+    if not feats:
+        _fail(f"csv file {p} has no feature columns besides target {target!r}")
+    parsed = {c: _parse(list(cols[c])) for c in feats}
+    bad = [c for c in feats if parsed[c] is None]
+    if bad:
+        _fail(f"non-numeric or missing values in feature columns of {p}: {', '.join(bad)}")
+    X = np.stack([parsed[c] for c in feats], axis=1)
+    labels, t = list(cols[target]), _parse(list(cols[target]))
+    if task == "auto":
+        small = t is not None and (t == np.round(t)).all() and len(set(t)) <= MAX_INFERRED_CLASSES
+        task = "classification" if t is None or small else "regression"
+    if task == "regression":
+        if t is None:
+            _fail(f"target column {target!r} is not numeric; use task=classification")
+        return X, t, task, ()
+    if t is not None:  # numeric labels: order by value, keep ints as ints
+        labels = [int(v) if v == round(v) else float(v) for v in t]
+    classes = tuple(sorted(set(labels)))
+    index = {c: i for i, c in enumerate(classes)}
+    return X, np.array([index[v] for v in labels]), task, classes
+
+
+def _split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int]:
+    n_test, n_val = round(test_frac * n), round(val_frac * n)
+    if min(n_test, n_val, n - n_test - n_val) < 2:
+        _fail(f"n_samples={n} is too small to split with val_frac={val_frac}, "
+              f"test_frac={test_frac} (each split needs 2 samples)")
+    return n_test, n_val
+
+
+def _standardize(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std < STD_FLOOR, 1.0, std)
+    return tuple((a - mean) / std for a in (train, *others)) + (mean, std)
+
+
+def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None = None,
+                 seed: int = 0, val_frac: float = 0.2, test_frac: float = 0.2,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 **options: Any) -> Dataset:
+    """Load dataset ``name`` (a key of DATASETS) as standardized train/val/test tensors.
+
+    n_samples: total samples; None = 1000 for synthetic sets, 5000 for mnist1d and every
+    row for digits, diabetes and csv (a smaller n_samples subsamples those). noise: None =
+    the dataset's DEFAULT_NOISE (not accepted by digits, diabetes, csv). options: see OPTIONS;
+    an option given as None takes its default. Bad names, options or values raise ValueError.
+    """
+    if name not in DATASETS:
+        _fail(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    opts = _check_options(name, options)
+    if noise is not None and name not in DEFAULT_NOISE:
+        _fail(f"noise is not an option of dataset {name!r} (leave it None)")
+    noise = _check_num("noise", DEFAULT_NOISE.get(name, 0.0) if noise is None else noise, 0.0)
+    n_samples = None if n_samples is None else _check_int("n_samples", n_samples, 1)
+    seed = _check_int("seed", seed, 0)
+    val_frac, test_frac = (_check_num(k, v, 0.0, 1.0) for k, v in
+                           (("val_frac", val_frac), ("test_frac", test_frac)))
+    if val_frac + test_frac >= 1:
+        _fail(f"val_frac + test_frac must be < 1, got {val_frac} + {test_frac}")
+    if isinstance(dtype, str):  # "float32" / "float64" from a config
+        dtype = getattr(torch, dtype, dtype)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        _fail(f"dtype must be a floating torch dtype, got {dtype!r}")
+
+    rng = np.random.default_rng(seed)
+    n_gen = n_samples or DEFAULT_N_SAMPLES.get(name, SYNTHETIC_N_SAMPLES)
+    if n_gen is not None:
+        _split_sizes(n_gen // 10 * 10 if name == "mnist1d" else n_gen, val_frac, test_frac)
+    task, classes = DATASETS[name], None
+    if name == "csv":
+        X, y, task, classes = _read_csv(opts["path"], opts["target"], opts["task"])
+    else:
+        X, y = _generate(name, n_gen, noise, rng, opts)
+    n = len(X) if n_gen is None else min(len(X), n_gen)
+    n_test, n_val = _split_sizes(n, val_frac, test_frac)
+    perm = rng.permutation(len(X))[:n]
+    parts = (perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test])  # train/val/test
+    X_tr, X_va, X_te, _, _ = _standardize(*(X[i].astype(np.float64) for i in parts))
+
+    def as_x(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=dtype).to(device)
+
+    y_mean = y_std = None
+    if task == "classification":
+        y = np.asarray(y, dtype=np.int64)
+        ys = [torch.as_tensor(y[i]).to(device) for i in parts]
+        out_dim = len(classes) if classes else int(y.max()) + 1
+    else:
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        *ys, y_mean, y_std = _standardize(*(y[i] for i in parts))
+        ys, y_mean, y_std = [as_x(a) for a in ys], as_x(y_mean), as_x(y_std)
+        out_dim = y.shape[1]
+    return Dataset(name, task, as_x(X_tr), ys[0], as_x(X_va), ys[1], as_x(X_te), ys[2],
+                   in_dim=X.shape[1], out_dim=out_dim, classes=classes or None,
+                   y_mean=y_mean, y_std=y_std)
+
+
+def batches(X: torch.Tensor, y: torch.Tensor, batch_size: int,
+            generator: torch.Generator | None, shuffle: bool = True,
+            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches (Xb, yb) covering every row once, in a seeded random order.
+
+    The permutation is drawn from ``generator`` when this is called (not lazily), the data
+    are permuted once and then sliced. drop_last drops the final incomplete batch.
+    """
+    n = X.shape[0]
+    if y.shape[0] != n:
+        _fail(f"X has {n} rows but y has {y.shape[0]}")
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if shuffle:
+        if generator is None:
+            _fail("batches(shuffle=True) needs a torch.Generator")
+        perm = torch.randperm(n, generator=generator, device=generator.device).to(X.device)
+        X, y = X[perm], y[perm]
+    stop = n - n % batch_size if drop_last else n
+    return ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, stop, batch_size))
