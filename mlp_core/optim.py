@@ -1,0 +1,282 @@
+"""SGD and Adam with torch.optim's exact update rules, plus per-epoch learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+import torch
+from torch import Tensor
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def _real(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
+          low_open: bool = False, high_open: bool = False) -> float:
+    """`value` as a float, or ValueError unless it is a finite number in the given interval."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+class _Optimizer:
+    """Shared plumbing: fixed name order, gathering grads, checkpointing state and hyperparameters.
+
+    The optimizer keeps the `params` dict itself and reads its tensors at every step (in the
+    name order fixed here), so a tensor swapped into the dict is the one updated.
+    """
+
+    kind = ""
+    hyperparams: tuple[str, ...] = ()  # attributes saved in state_dict and validated
+    buffers: tuple[str, ...] = ()  # attributes holding list[Tensor] (or None before the 1st step)
+
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
+        if not isinstance(params, Mapping) or len(params) == 0:
+            raise ValueError("params must be a non-empty dict of name -> tensor")
+        for name, p in params.items():
+            if not isinstance(p, Tensor) or not p.is_floating_point():
+                raise ValueError(f"param {name!r} must be a floating-point tensor")
+        self.params = params
+        self.names = tuple(params)
+        self.step_count = 0
+
+    def _validate(self) -> None:
+        raise NotImplementedError
+
+    def _update(self, params: list[Tensor], grads: list[Tensor]) -> None:
+        raise NotImplementedError
+
+    def step(self, grads: Mapping[str, Tensor]) -> None:
+        """One update of every param in place from `grads` (same keys as params)."""
+        if len(grads) != len(self.names):
+            raise KeyError(f"grads has keys {sorted(grads)}, expected {sorted(self.names)}")
+        try:
+            params = [self.params[n] for n in self.names]
+            g = [grads[n] for n in self.names]
+        except KeyError as err:
+            raise KeyError(f"no gradient or param named {err.args[0]!r}") from None
+        self.step_count += 1
+        if torch.is_inference_mode_enabled():
+            self._update(params, g)
+        else:  # buffers may be inference tensors: update them where that is allowed
+            with torch.inference_mode():
+                self._update(params, g)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count and copies of the buffers (torch.load weights_only-safe)."""
+        state = {}
+        for key in self.buffers:
+            bufs = getattr(self, key)
+            state[key] = None if bufs is None else {
+                n: b.clone() for n, b in zip(self.names, bufs, strict=True)}
+        return {"optimizer": self.kind, "names": list(self.names), "step": self.step_count,
+                "hyperparams": {k: getattr(self, k) for k in self.hyperparams}, "state": state}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what state_dict() saved; continuing then matches never having stopped."""
+        if state_dict.get("optimizer") != self.kind:
+            raise ValueError(f"state is for optimizer {state_dict.get('optimizer')!r}, "
+                             f"not {self.kind!r}")
+        if list(state_dict["names"]) != list(self.names):
+            raise ValueError(f"state has params {list(state_dict['names'])}, "
+                             f"optimizer has {list(self.names)}")
+        hp = state_dict["hyperparams"]
+        if set(hp) != set(self.hyperparams):
+            raise ValueError(f"state hyperparams {sorted(hp)} != {sorted(self.hyperparams)}")
+        old = {k: getattr(self, k) for k in self.hyperparams}
+        for k in self.hyperparams:
+            setattr(self, k, hp[k])
+        try:
+            self._validate()
+        except ValueError:
+            for k, v in old.items():
+                setattr(self, k, v)
+            raise
+        params = [self.params[n] for n in self.names]
+        for key in self.buffers:
+            saved = state_dict["state"][key]
+            if saved is None:
+                setattr(self, key, None)
+                continue
+            for n, p in zip(self.names, params, strict=True):
+                if saved[n].shape != p.shape:
+                    raise ValueError(f"{key}[{n!r}] has shape {tuple(saved[n].shape)}, "
+                                     f"param has {tuple(p.shape)}")
+            with torch.inference_mode():
+                bufs = getattr(self, key) or [torch.empty_like(p) for p in params]
+                for n, b in zip(self.names, bufs, strict=True):
+                    b.copy_(saved[n])
+            setattr(self, key, bufs)
+        self.step_count = _integer("step", state_dict["step"], 0)
+
+
+class SGD(_Optimizer):
+    """torch.optim.SGD: g += wd*p; b = g (1st step) else mu*b + (1-dampening)*g;
+    g = g + mu*b (Nesterov) or b; p -= lr*g."""
+
+    kind = "sgd"
+    hyperparams = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
+    buffers = ("momentum_buffer",)
+
+    def __init__(self, params: Mapping[str, Tensor], lr: float, momentum: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0,
+                 dampening: float = 0.0) -> None:
+        super().__init__(params)
+        self.lr, self.momentum, self.dampening = lr, momentum, dampening
+        self.nesterov, self.weight_decay = nesterov, weight_decay
+        self._validate()
+        self.momentum_buffer: list[Tensor] | None = None  # allocated on the first momentum step
+
+    def _validate(self) -> None:
+        self.lr = _real("lr", self.lr, low=0.0)
+        self.momentum = _real("momentum", self.momentum, low=0.0)
+        self.dampening = _real("dampening", self.dampening, low=0.0, high=1.0)
+        self.weight_decay = _real("weight_decay", self.weight_decay, low=0.0)
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"nesterov must be a bool, got {self.nesterov!r}")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov requires momentum > 0 and dampening = 0")
+
+    def _update(self, params: list[Tensor], g: list[Tensor]) -> None:
+        if self.weight_decay != 0:
+            g = torch._foreach_add(g, params, alpha=self.weight_decay)
+        if self.momentum != 0:
+            bufs = self.momentum_buffer
+            if bufs is None:
+                self.momentum_buffer = bufs = [t.clone() for t in g]
+            else:
+                torch._foreach_mul_(bufs, self.momentum)
+                torch._foreach_add_(bufs, g, alpha=1 - self.dampening)
+            # out of place: g may be the caller's grads
+            g = torch._foreach_add(g, bufs, alpha=self.momentum) if self.nesterov else bufs
+        torch._foreach_add_(params, g, alpha=-self.lr)
+
+
+class Adam(_Optimizer):
+    """torch.optim.Adam (coupled weight decay, no amsgrad): m, v moments with bias corrections."""
+
+    kind = "adam"
+    hyperparams = ("lr", "betas", "eps", "weight_decay")
+    buffers = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: Mapping[str, Tensor], lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self._validate()
+        ps = self.params.values()
+        self.exp_avg: list[Tensor] = [torch.zeros_like(p) for p in ps]
+        self.exp_avg_sq: list[Tensor] = [torch.zeros_like(p) for p in ps]
+
+    def _validate(self) -> None:
+        self.lr = _real("lr", self.lr, low=0.0)
+        if isinstance(self.betas, str | bytes) or not isinstance(self.betas, Sequence) \
+                or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        self.betas = tuple(_real(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True)
+                           for i, b in enumerate(self.betas))
+        self.eps = _real("eps", self.eps, low=0.0, low_open=True)
+        self.weight_decay = _real("weight_decay", self.weight_decay, low=0.0)
+
+    def _update(self, params: list[Tensor], g: list[Tensor]) -> None:
+        beta1, beta2 = self.betas
+        if self.weight_decay != 0:
+            g = torch._foreach_add(g, params, alpha=self.weight_decay)
+        torch._foreach_lerp_(self.exp_avg, g, 1 - beta1)  # m = beta1*m + (1-beta1)*g
+        torch._foreach_mul_(self.exp_avg_sq, beta2)  # v = beta2*v + (1-beta2)*g*g
+        torch._foreach_addcmul_(self.exp_avg_sq, g, g, 1 - beta2)
+        # p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps), in torch's operation order
+        t = float(self.step_count)
+        step_size = self.lr / (1 - beta1**t)
+        bias_correction2_sqrt = (1 - beta2**t) ** 0.5
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(params, self.exp_avg, denom, -step_size)
+
+
+_OPTIONS = {"sgd": (SGD, ("lr", "momentum", "nesterov", "weight_decay", "dampening")),
+            "adam": (Adam, ("lr", "betas", "eps", "weight_decay"))}
+
+
+def make_optimizer(name: str, params: Mapping[str, Tensor], **kwargs: Any) -> SGD | Adam:
+    """SGD or Adam by name ("sgd" | "adam"); an option the optimizer lacks is a ValueError."""
+    key = str(getattr(name, "value", name)).lower()  # also takes an Enum member
+    if key not in _OPTIONS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    cls, allowed = _OPTIONS[key]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"optimizer {key!r} has no option(s) {unknown}; allowed: {allowed}")
+    if key == "sgd" and "lr" not in kwargs:
+        raise ValueError("optimizer 'sgd' needs lr")
+    return cls(params, **kwargs)
+
+
+@dataclass
+class LRSchedule:
+    """Per-epoch lr: a linear warmup over the first `warmup_epochs`, then `kind` on the rest.
+
+    Epochs are 1-based (epoch 0 = initialization, no steps). With W = warmup_epochs and
+    e = epoch - W the post-warmup epoch:
+      warmup (epoch <= W): base_lr * epoch / W  (so epoch 0 reports 0.0)
+      constant: base_lr
+      step:     base_lr * gamma ** ((e - 1) // step_size)            (torch StepLR)
+      cosine:   min_lr + (base_lr - min_lr) * (1 + cos(pi * (e - 1) / (epochs - W))) / 2
+                (torch CosineAnnealingLR with T_max = epochs - W; held at min_lr past the end)
+    """
+
+    base_lr: float
+    epochs: int
+    kind: str = "constant"
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        self.kind = str(getattr(self.kind, "value", self.kind))  # also takes an Enum member
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.kind!r}; choose one of {SCHEDULES}")
+        self.base_lr = _real("base_lr", self.base_lr, low=0.0)
+        self.epochs = _integer("epochs", self.epochs, 0)
+        self.step_size = _integer("step_size", self.step_size, 1)
+        self.gamma = _real("gamma", self.gamma, low=0.0, low_open=True)
+        self.min_lr = _real("min_lr", self.min_lr, low=0.0)
+        if self.kind == "cosine" and self.min_lr > self.base_lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be <= base_lr ({self.base_lr})")
+        self.warmup_epochs = _integer("warmup_epochs", self.warmup_epochs, 0)
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be <= epochs "
+                             f"({self.epochs})")
+
+    def lr_at(self, epoch: int) -> float:
+        """The lr for every step of `epoch` (1-based; 0 = before training)."""
+        epoch = _integer("epoch", epoch, 0)
+        w = self.warmup_epochs
+        if epoch <= w:
+            return self.base_lr * epoch / w if w else self.base_lr  # no warmup: epoch 0 = base
+        e = epoch - w
+        if self.kind == "constant":
+            return self.base_lr
+        if self.kind == "step":
+            return self.base_lr * self.gamma ** ((e - 1) // self.step_size)
+        t_max = self.epochs - w
+        if e > t_max:
+            return self.min_lr
+        cos = 1 + math.cos(math.pi * (e - 1) / t_max)
+        return self.min_lr + (self.base_lr - self.min_lr) * cos / 2
