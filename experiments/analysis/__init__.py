@@ -1,0 +1,1 @@
+"""Sweep analysis for compare.py: load run dirs, aggregate over seeds, plot, report."""

@@ -1,0 +1,207 @@
+"""Factors, per-run final/best values and seed aggregates (mean, std, 95% CI, n) of a RunSet."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .load import RunSet
+
+_HIGHER = re.compile(r"(acc|r2|samples_per_s)$")
+_PATHLIKE = re.compile(r"(^|[._])(path|dir|file|root|cwd|output|out_dir)s?($|[._])")
+NOT_A_METRIC = ("run_id", "epoch", "step")  # counters: no final_/best_ column
+NO_BEST = ("lr",)                              # a schedule, not a result: final_lr only
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracy, R² and throughput: higher wins. Losses, MSE, norms, times: lower wins."""
+    return bool(_HIGHER.search(metric))
+
+
+def default_metric(columns: list[str] | pd.Index) -> str:
+    """val_acc for classification, val_mse for regression, else val_loss."""
+    for m in ("val_acc", "val_mse", "val_loss"):
+        if m in columns:
+            return m
+    raise ValueError("metrics.csv has none of val_acc, val_mse, val_loss")
+
+
+def query_expr(expr: str, columns: list[str] | pd.Index) -> str:
+    """Backtick dotted config names so pandas.query accepts "optim.lr < 0.1"."""
+    for c in sorted((c for c in columns if "." in c), key=len, reverse=True):
+        expr = re.sub(rf"(?<![\w`.]){re.escape(c)}(?![\w`])", f"`{c}`", expr)
+    return expr
+
+
+def apply_filter(runs: pd.DataFrame, expr: str | None) -> pd.DataFrame:
+    """Rows of runs matching a pandas query on config columns (ValueError if it is invalid)."""
+    if not expr:
+        return runs
+    try:
+        return runs.query(query_expr(expr, runs.columns))
+    except Exception as e:  # pandas raises many kinds: UndefinedVariableError, SyntaxError...
+        raise ValueError(f"--filter {expr!r} is not a valid pandas query on config columns "
+                         f"({type(e).__name__}: {e})") from e
+
+
+@dataclass
+class Factors:
+    """The grouping axes of a sweep."""
+
+    factors: list[str]                  # config keys that vary, in priority order (seed excluded)
+    varying: list[str]                  # every varying config key (factors + aliases), for runs.csv
+    aliases: dict[str, str] = field(default_factory=dict)  # key -> factor it merely follows
+    seed: str | None = "seed"
+
+
+def _priority(config_keys: list[str], swept: list[str]) -> list[str]:
+    """Keys typed on the command line first (group "data" -> data.name), then config order."""
+    first = []
+    for k in swept:
+        key = k if k in config_keys else f"{k}.name" if f"{k}.name" in config_keys else None
+        if key and key not in first:
+            first.append(key)
+    return first + [k for k in config_keys if k not in first]
+
+
+def detect_factors(rs: RunSet, runs: pd.DataFrame | None = None) -> Factors:
+    """Config keys that vary across runs. Seeds are the replicate axis; path-like keys are
+    bookkeeping unless swept; a key whose levels map one-to-one onto an earlier factor's
+    (optim.momentum following optim=sgd,adam) is an alias, listed but not a factor."""
+    runs = rs.runs if runs is None else runs
+    runs = runs[runs["config_ok"]] if "config_ok" in runs else runs
+    seed = "seed" if "seed" in runs else None
+    factors: list[str] = []
+    varying: list[str] = []
+    aliases: dict[str, str] = {}
+    codes: dict[str, np.ndarray] = {}
+    for key in _priority(rs.config_keys, rs.swept_keys):
+        if key not in runs or key.split(".")[-1].endswith("seed"):
+            continue
+        c, uniques = pd.factorize(runs[key], use_na_sentinel=False)
+        if len(uniques) < 2:
+            continue
+        varying.append(key)
+        if _PATHLIKE.search(key) and key not in rs.swept_keys:
+            continue
+        for f in factors:
+            pairs = len(np.unique(c * (codes[f].max() + 1) + codes[f]))
+            if pairs == len(uniques) == codes[f].max() + 1:
+                aliases[key] = f
+                break
+        else:
+            factors.append(key)
+            codes[key] = c
+    return Factors(factors=factors, varying=varying, aliases=aliases, seed=seed)
+
+
+def run_table(rs: RunSet, runs: pd.DataFrame, fx: Factors) -> pd.DataFrame:
+    """runs.csv: run_dir, status, varying keys, seed, final_/best_<m> per metric, epochs,
+    wall_time_s. best = max for acc/r2/samples_per_s, min otherwise (see higher_is_better)."""
+    m = rs.metrics[rs.metrics["run_id"].isin(runs.index)]
+    cols = [c for c in m.columns if c not in NOT_A_METRIC]
+    g = m.groupby("run_id", sort=True)
+    last = g.tail(1).set_index("run_id")
+    hi = [c for c in cols if higher_is_better(c) and c not in NO_BEST]
+    lo = [c for c in cols if not higher_is_better(c) and c not in NO_BEST]
+    best = pd.concat([g[hi].max(), g[lo].min()], axis=1)
+    parts = {}
+    for c in cols:
+        parts[f"final_{c}"] = last[c]
+        if c not in NO_BEST:
+            parts[f"best_{c}"] = best[c]
+    keys = fx.varying + ([fx.seed] if fx.seed and fx.seed not in fx.varying else [])
+    table = runs[["run_dir", "status", *keys]].join(pd.DataFrame(parts))
+    table["epochs"] = last["epoch"].reindex(runs.index).astype("Int64")
+    table["wall_time_s"] = runs["wall_time_s"]
+    return table
+
+
+def t_ci95(std: pd.Series | np.ndarray, n: pd.Series | np.ndarray) -> np.ndarray:
+    """Half-width of the 95% CI of a mean: t_{0.975, n-1} * std / sqrt(n) (NaN for n < 2)."""
+    from scipy.stats import t
+
+    n = np.asarray(n, dtype=float)
+    std = np.asarray(std, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 2, t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)
+
+
+def _stats(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    if not keys:
+        df = df.assign(_all="all runs")
+        keys = ["_all"]
+    out = df.groupby(keys, dropna=False, sort=False)[value].agg(["mean", "std", "count"])
+    out = out.rename(columns={"count": "n"})
+    out["ci95"] = t_ci95(out["std"], out["n"])
+    return out
+
+
+def group_stats(table: pd.DataFrame, keys: list[str], value: str, hib: bool,
+                seed: str | None = "seed") -> pd.DataFrame:
+    """Per group: mean, std, ci95, n over completed runs; n_runs and n_<status> over all,
+    ranked best first (groups with no completed run last)."""
+    done = table[table["status"] == "completed"]
+    out = _stats(done, keys, value)
+    gkeys = keys or ["_all"]
+    t = table.assign(_all="all runs") if not keys else table
+    status = t.groupby([*gkeys, "status"], dropna=False).size().unstack("status", fill_value=0)
+    out = status.join(out, how="left")
+    out["n"] = out["n"].fillna(0).astype(int)
+    out["n_runs"] = status.sum(axis=1)
+    for s in ("completed", "diverged", "failed"):
+        out[f"n_{s}"] = out[s] if s in out else 0
+    out["n_other"] = out["n_runs"] - out[["n_completed", "n_diverged", "n_failed"]].sum(axis=1)
+    if seed and seed in done:
+        out["n_seeds"] = done.groupby(gkeys, dropna=False)[seed].nunique().reindex(out.index)
+        out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+    out = out.sort_values("mean", ascending=not hib, na_position="last", kind="stable")
+    out["rank"] = np.arange(1, len(out) + 1)
+    keep = ["rank", "mean", "std", "ci95", "n", "n_runs", "n_completed", "n_diverged",
+            "n_failed", "n_other"] + (["n_seeds"] if "n_seeds" in out else [])
+    return out[keep].reset_index()
+
+
+def factor_effects(table: pd.DataFrame, factors: list[str], value: str) -> dict[str, float]:
+    """Spread (max - min) of the level means of each factor over completed runs, largest first."""
+    done = table[table["status"] == "completed"]
+    eff = {}
+    for f in factors:
+        means = done.groupby(f, dropna=False)[value].mean()
+        eff[f] = float(means.max() - means.min()) if means.notna().sum() > 1 else 0.0
+    return dict(sorted(eff.items(), key=lambda kv: -kv[1]))
+
+
+def tidy(rs: RunSet, runs: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The run x epoch frame: metrics.csv rows with status and config columns attached."""
+    cols = ["status", *(c for c in (columns or runs.columns) if c != "status")]
+    m = rs.metrics[rs.metrics["run_id"].isin(runs.index)]
+    return m.join(runs[cols], on="run_id")
+
+
+def curve_stats(long: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """mean, std, ci95, n per (keys..., epoch) over completed runs."""
+    done = long[long["status"] == "completed"]
+    return _stats(done, [*keys, "epoch"], value).reset_index()
+
+
+def layer_profile(rs: RunSet, runs: pd.DataFrame, keys: list[str], when: str) -> pd.DataFrame:
+    """Median act_std and grad_norm per (keys..., layer), at init (epoch 0, every run) or at
+    the end (each completed run's last logged epoch)."""
+    lay = rs.layers[rs.layers["run_id"].isin(runs.index)]
+    if not len(lay):
+        return pd.DataFrame(columns=[*keys, "layer", "act_std", "grad_norm", "n"])
+    if when == "init":
+        lay = lay[lay["epoch"] == 0]
+    else:
+        done = runs.index[runs["status"] == "completed"]
+        lay = lay[lay["run_id"].isin(done)]
+        lay = lay[lay["epoch"] == lay.groupby("run_id")["epoch"].transform("max")]
+    lay = lay.join(runs[keys], on="run_id") if keys else lay
+    g = lay.groupby([*keys, "layer"], dropna=False)
+    out = g[["act_std", "grad_norm"]].median()
+    out["n"] = g["run_id"].nunique()
+    return out.reset_index()

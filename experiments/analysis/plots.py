@@ -1,0 +1,299 @@
+"""The figures of a sweep, one PNG each: curves, final metric per factor, heatmaps, layers, time."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
+
+from .aggregate import curve_stats, layer_profile, t_ci95
+from .load import RunSet
+
+matplotlib.use("Agg")  # files only, never a window
+
+MAX_FACETS, MAX_HEATMAPS, MAX_STYLES = 12, 15, 4
+STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P"]
+
+
+def fmt(v: Any) -> str:
+    """A level as the user typed it: true/false, 0.001, he, none."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none"
+    if isinstance(v, bool | np.bool_):
+        return "true" if v else "false"
+    if isinstance(v, float | np.floating):
+        return f"{v:g}"
+    return str(v)
+
+
+def ordered_levels(s: pd.Series) -> list[str]:
+    """Distinct levels of a column, numbers sorted numerically, then "none", as labels."""
+    vals = [v for v in pd.unique(s) if not pd.isna(v)]
+    try:
+        vals = sorted(vals)
+    except TypeError:
+        vals = sorted(vals, key=str)
+    return [fmt(v) for v in vals] + (["none"] if s.isna().any() else [])
+
+
+def make_palette(s: pd.Series) -> dict[str, Any]:
+    """label -> color: ordered levels of numbers on viridis, categories on tab10/tab20."""
+    levels = ordered_levels(s)
+    numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+    if numeric and len(levels) >= 3:
+        colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(levels)))
+    else:
+        cmap = plt.get_cmap("tab10" if len(levels) <= 10 else "tab20")
+        colors = [cmap(i % cmap.N) for i in range(len(levels))]
+    return dict(zip(levels, colors, strict=True))
+
+
+@dataclass
+class PlotSpec:
+    """What every figure shares: metric, grouping, the fixed level colors, where to write."""
+
+    metric: str
+    hib: bool
+    by: str | None
+    facet: str | None
+    factors: list[str]
+    palette: dict[str, dict[str, Any]]   # key -> label -> color
+    levels: dict[str, list[str]]         # key -> ordered labels
+    out: Path
+    replicates: str = ""                 # "3 seeds, averaged over depth"
+    seeds: str = ""                      # "3 seeds"
+    dpi: int = 100
+    written: list[Path] = field(default_factory=list)
+
+    def color(self, key: str | None, label: str) -> Any:
+        return self.palette.get(key or "", {}).get(label, "tab:blue")
+
+    def save(self, fig: plt.Figure, name: str) -> Path:
+        path = self.out / (re.sub(r"[^\w.-]+", "_", name) + ".png")
+        fig.savefig(path, dpi=self.dpi)
+        plt.close(fig)
+        self.written.append(path)
+        return path
+
+
+def _spans_decades(values: Any, ratio: float = 100.0) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size) and v.min() > 0 and v.max() / v.min() > ratio
+
+
+def _legend(fig: plt.Figure, handles: list, title: str | None) -> None:
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", title=title, fontsize="small")
+
+
+def _color_handles(spec: PlotSpec, key: str | None) -> list[Line2D]:
+    labels = spec.levels.get(key or "", ["all runs"])
+    return [Line2D([], [], color=spec.color(key, lab), lw=2, label=lab) for lab in labels]
+
+
+def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str, ylabel: str) -> Path:
+    """Mean per epoch by `by` (color) for cols (first solid, with a 95% CI band; next dashed),
+    one panel per `facet` level."""
+    keys = ["_by", "_facet"]
+    stats = {c: curve_stats(long, keys, c) for c in cols}
+    facets = spec.levels.get(spec.facet or "", ["all"])[:MAX_FACETS] if spec.facet else ["all"]
+    ncols = min(len(facets), 3)
+    nrows = math.ceil(len(facets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols + 2.2, 3.0 * nrows + 0.9),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    values = []
+    for ax, fl in zip(axes.flat, facets, strict=False):
+        for c, style in zip(cols, STYLES, strict=False):
+            st = stats[c]
+            st = st[st["_facet"] == fl]
+            for bl, line in st.groupby("_by", sort=False):
+                color = spec.color(spec.by, bl)
+                ax.plot(line["epoch"], line["mean"], ls=style, color=color, lw=1.6)
+                values.append(line["mean"].to_numpy())
+                if style == "-" and (line["n"] > 1).any():
+                    lo, hi = line["mean"] - line["ci95"], line["mean"] + line["ci95"]
+                    ax.fill_between(line["epoch"], lo, hi, color=color, alpha=0.2, lw=0)
+        if spec.facet:
+            ax.set_title(f"{spec.facet} = {fl}", fontsize="medium")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(facets):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    if values and _spans_decades(np.concatenate(values)):
+        axes[0, 0].set_yscale("log")
+    handles = _color_handles(spec, spec.by)
+    if len(cols) > 1:
+        handles += [Line2D([], [], color="gray", ls=s, label=c)
+                    for c, s in zip(cols, STYLES, strict=False)]
+    _legend(fig, handles, spec.by)
+    what = " and ".join(cols)
+    panels = f", one panel per {spec.facet}" if spec.facet else ""
+    fig.suptitle(f"{what} per epoch by {spec.by or 'run'}{panels}\n"
+                 f"mean ± 95% CI over {spec.replicates} (completed runs)", fontsize="medium")
+    return spec.save(fig, name)
+
+
+def _level_stats(done: pd.DataFrame, key: str, value: str) -> pd.DataFrame:
+    st = done.groupby(key, sort=False)[value].agg(["mean", "std", "count"])
+    st["ci95"] = t_ci95(st["std"], st["count"])
+    return st
+
+
+def final_by_factor(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
+    """One panel per factor: final metric per level, mean ± 95% CI (marginal over the rest),
+    single runs as gray dots."""
+    value = f"final_{spec.metric}"
+    done = table[table["status"] == "completed"]
+    if not spec.factors or done.empty:
+        return None
+    n = len(spec.factors)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 0.6, 3.2 * nrows + 0.9),
+                             squeeze=False, sharey=True, layout="constrained")
+    rng = np.random.default_rng(0)
+    for ax, f in zip(axes.flat, spec.factors, strict=False):
+        labels = spec.levels[f]
+        pos = {lab: i for i, lab in enumerate(labels)}
+        lab_col = done[f].map(fmt)
+        x = lab_col.map(pos).to_numpy(dtype=float)
+        ax.scatter(x + rng.uniform(-0.15, 0.15, x.size), done[value], s=6, color="0.6",
+                   alpha=0.5, lw=0, zorder=1)
+        st = _level_stats(done.assign(_lab=lab_col), "_lab", value)
+        for lab, row in st.iterrows():
+            ax.errorbar(pos[lab], row["mean"], yerr=row["ci95"] if row["count"] > 1 else None,
+                        fmt="o", ms=7, capsize=4, color=spec.color(f, lab), zorder=2)
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_xlabel(f)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"final {spec.metric}")
+    if _spans_decades(done[value]):
+        axes[0, 0].set_yscale("log")
+    fig.suptitle(f"final {spec.metric} per level of each factor: mean ± 95% CI over runs\n"
+                 f"(each level averages {spec.seeds} and every level of the other factors; "
+                 f"gray dots: single runs)", fontsize="medium")
+    return spec.save(fig, "final_by_factor")
+
+
+def heatmaps(spec: PlotSpec, table: pd.DataFrame) -> list[Path]:
+    """Mean final metric for each pair of factors, averaged over seeds and the other factors."""
+    value = f"final_{spec.metric}"
+    done = table[table["status"] == "completed"]
+    paths = []
+    if done.empty:
+        return paths
+    for a, b in list(itertools.combinations(spec.factors, 2))[:MAX_HEATMAPS]:
+        grid = (done.assign(_a=done[a].map(fmt), _b=done[b].map(fmt))
+                .groupby(["_a", "_b"])[value].agg(["mean", "count"]))
+        mean = grid["mean"].unstack("_b").reindex(index=spec.levels[a], columns=spec.levels[b])
+        count = grid["count"].unstack("_b").reindex_like(mean)
+        fig, ax = plt.subplots(figsize=(1.0 * len(mean.columns) + 3.2,
+                                        0.55 * len(mean.index) + 2.0), layout="constrained")
+        logn = _spans_decades(mean.to_numpy())
+        norm = LogNorm() if logn else None
+        im = ax.imshow(mean.to_numpy(dtype=float), cmap="viridis" if spec.hib else "viridis_r",
+                       aspect="auto", norm=norm)
+        if mean.size <= 150:
+            for (i, j), v in np.ndenumerate(mean.to_numpy(dtype=float)):
+                rgba = im.cmap(im.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+                dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
+                n = count.iat[i, j]
+                txt = f"{v:.3g}\nn={int(n)}" if np.isfinite(v) else "no run\ncompleted"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(len(mean.columns)), mean.columns,
+                      rotation=30 if len(mean.columns) > 4 else 0)
+        ax.set_yticks(range(len(mean.index)), mean.index)
+        ax.set_xlabel(b)
+        ax.set_ylabel(a)
+        fig.colorbar(im, ax=ax, label=f"final {spec.metric} (mean)")
+        better = "brighter is better"
+        ax.set_title(f"final {spec.metric}: {a} × {b} ({better})\nmean over completed runs "
+                     f"(n per cell), averaging seeds and other factors", fontsize="medium")
+        paths.append(spec.save(fig, f"heatmap_{a}__{b}"))
+    return paths
+
+
+def signal_propagation(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path | None:
+    """Median activation std and weight-gradient norm per layer, at init and after training:
+    color = `by` level, line style = `facet` level (when it has few levels). Log y."""
+    if rs.layers.empty or not runs.index.isin(rs.layers["run_id"]).any():
+        return None
+    use_facet = spec.facet is not None and len(spec.levels[spec.facet]) <= MAX_STYLES
+    keys = ["_by"] + (["_facet"] if use_facet else [])
+    prof = {w: layer_profile(rs, runs, keys, w) for w in ("init", "end")}
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 6.8), sharex=True, sharey="row",
+                             squeeze=False, layout="constrained")
+    styles = dict(zip(spec.levels[spec.facet], STYLES, strict=False)) if use_facet else {}
+    for j, (when, title) in enumerate([("init", "at initialization (epoch 0, all runs)"),
+                                       ("end", "after training (completed runs)")]):
+        for i, stat in enumerate(["act_std", "grad_norm"]):
+            ax = axes[i, j]
+            for gkey, line in prof[when].groupby(keys, sort=False):
+                gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+                y = line[stat].where(line[stat] > 0)
+                ax.plot(line["layer"], y, color=spec.color(spec.by, gkey[0]),
+                        ls=styles.get(gkey[1], "-") if use_facet else "-", marker=".", lw=1.4)
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+            if i == 0:
+                ax.set_title(title, fontsize="medium")
+    axes[0, 0].set_ylabel("activation std (log)")
+    axes[1, 0].set_ylabel("‖∂loss/∂W‖ (log)")
+    for ax in axes[1]:
+        ax.set_xlabel("layer index (0 = first hidden, last = output)")
+    handles = _color_handles(spec, spec.by)
+    if use_facet:
+        handles += [Line2D([], [], color="gray", ls=s, label=f"{spec.facet}={lab}")
+                    for lab, s in styles.items()]
+    _legend(fig, handles, spec.by)
+    n_init = int(prof["init"]["n"].max()) if len(prof["init"]) else 0
+    fig.suptitle(f"Signal propagation by {spec.by or 'run'}: per-layer activation std and "
+                 f"gradient norm (median over runs, up to {n_init} per line)", fontsize="medium")
+    return spec.save(fig, "signal_propagation")
+
+
+def walltime(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
+    """Final metric against wall time, one point per completed run."""
+    value = f"final_{spec.metric}"
+    done = table[(table["status"] == "completed") & table["wall_time_s"].notna()]
+    if done.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8.0, 4.8), layout="constrained")
+    use_marker = spec.facet is not None and len(spec.levels[spec.facet]) <= len(MARKERS)
+    markers = dict(zip(spec.levels[spec.facet], MARKERS, strict=False)) if use_marker else {}
+    for (bl, fl), pts in done.groupby(["_by", "_facet"], sort=False):
+        ax.scatter(pts["wall_time_s"], pts[value], s=22, alpha=0.75,
+                   color=spec.color(spec.by, bl), marker=markers.get(fl, "o"), lw=0)
+    if _spans_decades(done["wall_time_s"], 30):
+        ax.set_xscale("log")
+    if _spans_decades(done[value]):
+        ax.set_yscale("log")
+    ax.set_xlabel("wall time of the run (s)")
+    ax.set_ylabel(f"final {spec.metric}")
+    ax.grid(alpha=0.3, which="both")
+    handles = _color_handles(spec, spec.by)
+    handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{spec.facet}={lab}")
+                for lab, m in markers.items()]
+    _legend(fig, handles, spec.by)
+    ax.set_title(f"final {spec.metric} against wall time: one point per completed run "
+                 f"({len(done)} runs)", fontsize="medium")
+    return spec.save(fig, "walltime")
