@@ -158,7 +158,9 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
         source=", ".join(map(str, paths)), metric=metric, hib=hib, factors=fx.factors,
         aliases=fx.aliases, groups=groups, by_factor=by_factor, table=csv_table,
         verdict=report.verdict(groups, fx.factors, by_factor, metric, hib, why),
-        warnings=rs.warnings, images=spec.written)
+        warnings=rs.warnings, images=spec.written,
+        errors={r.run_dir: str(r.error) for r in runs.itertuples()
+                if r.status == "failed" and isinstance(r.error, str)})
     report.write_summary_md(rep, out / "summary.md")
     report.write_report_html(rep, out / "report.html")
     t_end = time.perf_counter()

@@ -42,6 +42,7 @@ class Report:
     verdict: str
     warnings: list[str] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # run_dir -> error of a failed run
 
 
 def _label(row: pd.Series, keys: list[str]) -> str:
@@ -53,6 +54,10 @@ def _msn(row: pd.Series) -> str:
         return "— (0)"
     std = "" if pd.isna(row["std"]) else f" ± {row['std']:.3g}"
     return f"{row['mean']:.4g}{std} ({int(row['n'])})"
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
 
 
 def verdict(groups: pd.DataFrame, factors: list[str], by_factor: dict[str, pd.DataFrame],
@@ -94,8 +99,8 @@ def verdict(groups: pd.DataFrame, factors: list[str], by_factor: dict[str, pd.Da
         bad = groups.assign(_bad=n_bad)[n_bad > 0].sort_values("_bad", ascending=False,
                                                               kind="stable")
         where = "; ".join(f"{_label(r, factors)}: {r['_bad']}" for _, r in bad.head(3).iterrows())
-        parts.append(f"{total['diverged']} runs diverged, {total['failed']} failed and "
-                     f"{total['other']} are incomplete; they are left out of every mean"
+        parts.append(f"{_n(total['diverged'], 'run')} diverged, {total['failed']} failed and "
+                     f"{total['other']} did not finish; they are left out of every mean"
                      + (f" (most in {where})." if where and factors else "."))
     return " ".join(parts)
 
@@ -141,10 +146,8 @@ def write_summary_md(rep: Report, path: Path) -> Path:
         out.append(_md_table(*_rows(t, [f], rep.metric)))
     if rep.warnings:
         out += ["", "## Problems", ""] + [f"- {w}" for w in rep.warnings]
-    failed = rep.table[rep.table["status"] == "failed"]
-    if "error" in failed and len(failed):
-        out += ["", "## Failed runs", ""] + [f"- {r.run_dir}: {r.error}"
-                                             for r in failed.itertuples()]
+    if rep.errors:
+        out += ["", "## Failed runs", ""] + [f"- {d}: {e}" for d, e in rep.errors.items()]
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
     return path
 

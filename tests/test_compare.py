@@ -1,0 +1,285 @@
+"""compare.py: runs on disk -> runs.csv, ranked summary, plots and a report a browser can show."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from experiments import compare
+from experiments.analysis import aggregate as agg
+from experiments.analysis.fake import make_fake_sweep
+from experiments.analysis.load import RunSet, load_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+FACTORS = {"activation": ["relu", "tanh"], "init": ["he", "xavier"]}
+PLOTS = ["curves_val_acc.png", "curves_loss.png", "final_by_factor.png",
+         "heatmap_activation__init.png", "signal_propagation.png", "walltime.png"]
+CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(b)), None)
+
+
+def run_compare(*args: str | Path) -> tuple[int, str, str]:
+    """compare.main in process (one matplotlib import for the whole file): rc, out, err."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = compare.main([str(a) for a in args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def raw_finals(sweep: Path, metric: str = "val_acc") -> pd.DataFrame:
+    """The oracle: each run's config and final metric read with plain pandas + yaml."""
+    rows = []
+    for m in sorted(sweep.rglob("metrics.csv")):
+        cfg = yaml.safe_load((m.parent / ".hydra" / "config.yaml").read_text())
+        summary = json.loads((m.parent / "summary.json").read_text())
+        df = pd.read_csv(m)
+        rows.append({"run_dir": str(m.parent), "activation": cfg["activation"],
+                     "init": cfg["init"], "seed": cfg["seed"], "status": summary["status"],
+                     "final": df[metric].iloc[-1], "best_loss": df["val_loss"].min(),
+                     "epochs": int(df["epoch"].iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+def check_outputs(sweep: Path, out: Path, n_runs: int) -> None:
+    """The checks the issue asks for on any 2-factor x 2-seed sweep (fake or real)."""
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == n_runs
+    for col in ["run_dir", "status", "activation", "init", "seed", "final_val_acc",
+                "best_val_acc", "final_val_loss", "best_val_loss", "final_train_loss",
+                "epochs", "wall_time_s"]:
+        assert col in runs.columns, col
+    assert "final_epoch" not in runs and "best_lr" not in runs
+    raw = raw_finals(sweep)
+    merged = runs.merge(raw, on=["activation", "init", "seed"])
+    assert len(merged) == n_runs
+    assert merged["final_val_acc"].to_numpy() == pytest.approx(merged["final"].to_numpy())
+    assert merged["best_val_loss"].to_numpy() == pytest.approx(merged["best_loss"].to_numpy())
+    # group means and stds equal pandas on the raw CSVs (completed runs only)
+    want = (raw[raw["status"] == "completed"].groupby(["activation", "init"])["final"]
+            .agg(["mean", "std", "count"]))
+    groups = pd.read_csv(out / "groups.csv").set_index(["activation", "init"])
+    got = groups.loc[want.index]
+    assert got["mean"].to_numpy() == pytest.approx(want["mean"].to_numpy())
+    assert got["std"].to_numpy() == pytest.approx(want["std"].to_numpy())
+    assert (got["n"].to_numpy() == want["count"].to_numpy()).all()
+    for name in [*PLOTS, "report.html", "summary.md", "groups.csv"]:
+        assert (out / name).stat().st_size > 200, name
+
+
+def images_in_chromium(report: Path, tmp: Path) -> tuple[int, int]:
+    """(loaded, broken) images of report.html as headless Chromium decodes them."""
+    page = tmp / "check.html"
+    probe = ("<script>window.addEventListener('load',()=>{for(const i of document.images)"
+             "i.setAttribute('data-check',i.complete&&i.naturalWidth>0?'ok':'broken');});"
+             "</script></body>")
+    page.write_text(report.read_text().replace("</body>", probe))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
+           page.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    return dom.count('data-check="ok"'), dom.count('data-check="broken"')
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A fabricated 2 x 2 x 2-seed sweep, all completed, compared once."""
+    sweep = make_fake_sweep(tmp_path_factory.mktemp("fake") / "sweep", 8, 6, factors=FACTORS,
+                            p_diverged=0, p_failed=0)
+    rc, out, err = run_compare(sweep)
+    assert rc == 0, err
+    return sweep, sweep / "compare", out
+
+
+def test_fabricated_sweep_outputs_match_pandas_on_the_raw_files(fake) -> None:
+    sweep, out, _ = fake
+    check_outputs(sweep, out, 8)
+
+
+def test_factors_are_the_varying_keys_and_seed_is_not_one(fake) -> None:
+    sweep, _, stdout = fake
+    rs = load_runs([sweep])
+    fx = agg.detect_factors(rs)
+    assert fx.factors == ["activation", "init"]
+    assert "seed" not in fx.varying
+    assert "factors: activation, init" in stdout
+
+
+def test_a_key_that_follows_a_factor_is_an_alias_and_paths_are_not_factors() -> None:
+    runs = pd.DataFrame({"optim.name": ["sgd", "adam"] * 4, "optim.momentum": [0.9, None] * 4,
+                         "depth": [2, 2, 8, 8] * 2, "seed": [0] * 4 + [1] * 4,
+                         "data.path": [f"/d/{i}" for i in range(8)]})
+    rs = RunSet(runs=runs, metrics=pd.DataFrame(), layers=pd.DataFrame(),
+                config_keys=["depth", "optim.name", "optim.momentum", "seed", "data.path"],
+                swept_keys=["optim", "depth", "seed"])
+    fx = agg.detect_factors(rs)
+    assert fx.factors == ["optim.name", "depth"]  # swept keys first, group optim -> optim.name
+    assert fx.aliases == {"optim.momentum": "optim.name"}
+    assert set(fx.varying) == {"optim.name", "depth", "optim.momentum", "data.path"}
+
+
+def test_summary_ranks_groups_with_mean_std_n(fake) -> None:
+    _, out, stdout = fake
+    md = (out / "summary.md").read_text()
+    groups = pd.read_csv(out / "groups.csv")
+    best = groups.iloc[0]
+    assert groups["mean"].is_monotonic_decreasing  # val_acc: higher is better
+    assert f"{best['mean']:.4g} ± {best['std']:.3g} (2)" in md
+    assert "Best: activation=" in md and "Best: activation=" in stdout
+    assert md.count("| 1 |") >= 1 and "diverged" in md
+
+
+def test_report_is_self_contained(fake) -> None:
+    _, out, _ = fake
+    html = (out / "report.html").read_text()
+    assert html.count("<img src='data:image/png;base64,") == len(PLOTS)
+    assert "src='http" not in html and "href=" not in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium/chromium-browser on PATH "
+                    "(.ci/run installs Debian's chromium)")
+def test_report_shows_every_image_in_headless_chromium(fake, tmp_path: Path) -> None:
+    _, out, _ = fake
+    assert images_in_chromium(out / "report.html", tmp_path) == (len(PLOTS), 0)
+
+
+def test_mixed_statuses_are_listed_but_left_out_of_the_means(tmp_path: Path) -> None:
+    status = {0: "diverged", 1: "failed", 2: "no_summary", 5: "running"}
+    sweep = make_fake_sweep(tmp_path / "s", 8, 6, factors=FACTORS, status_of=status)
+    rc, _, err = run_compare(sweep)
+    assert rc == 0, err
+    runs = pd.read_csv(sweep / "compare" / "runs.csv")
+    assert sorted(runs["status"]) == sorted(["diverged", "failed", "incomplete", "running"]
+                                            + ["completed"] * 4)
+    groups = pd.read_csv(sweep / "compare" / "groups.csv").set_index(["activation", "init"])
+    done = runs[runs["status"] == "completed"]
+    want = done.groupby(["activation", "init"])["final_val_acc"].mean()
+    assert groups.loc[want.index, "mean"].to_numpy() == pytest.approx(want.to_numpy())
+    assert groups["n_diverged"].sum() == 1 and groups["n_failed"].sum() == 1
+    assert groups["n_other"].sum() == 2 and groups["n"].sum() == 4
+    md = (sweep / "compare" / "summary.md").read_text()
+    assert "1 run diverged, 1 failed and 2 did not finish" in md
+    assert "RuntimeError: fake failure" in md
+
+
+def test_truncated_or_corrupt_csvs_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> None:
+    sweep = make_fake_sweep(tmp_path / "s", 8, 6, factors=FACTORS, p_diverged=0, p_failed=0)
+    bad = sweep / "3" / "metrics.csv"
+    bad.write_bytes(bad.read_bytes()[:-7])  # cut inside the last row
+    garbled = sweep / "4" / "metrics.csv"
+    garbled.write_text(garbled.read_text().replace("0.1,", "0.1x,", 1))
+    lay = sweep / "5" / "layers.csv"
+    lay.write_bytes(lay.read_bytes()[:-3])
+    rc, _, err = run_compare(sweep)
+    assert rc == 0, err
+    assert str(bad) in err and "truncated" in err
+    assert str(garbled) in err and "non-numeric" in err
+    assert str(lay) in err
+    runs = pd.read_csv(sweep / "compare" / "runs.csv")
+    assert len(runs) == 8
+    assert sorted(runs.loc[runs["status"] == "corrupt", "run_dir"]) == [str(sweep / "3"),
+                                                                         str(sweep / "4")]
+    assert runs.loc[runs["status"] == "corrupt", "final_val_acc"].isna().all()
+
+
+def test_empty_dir_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
+    p = subprocess.run([PY, str(ROOT / "experiments" / "compare.py"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "no runs found" in p.stderr
+    assert not (tmp_path / "compare").exists()
+
+
+def test_filter_selects_runs_and_one_matching_nothing_exits_2(fake, tmp_path: Path) -> None:
+    sweep, _, _ = fake
+    rc, _, err = run_compare(sweep, "--filter", "activation == 'relu' and data.name == "
+                             "'spirals' and optim.lr > 0.01", "--out", tmp_path / "relu")
+    assert rc == 0, err
+    runs = pd.read_csv(tmp_path / "relu" / "runs.csv")
+    raw = raw_finals(sweep)
+    assert sorted(runs["run_dir"]) == sorted(raw.loc[raw["activation"] == "relu", "run_dir"])
+    assert "activation" not in runs.columns  # no longer varies
+    rc, _, err = run_compare(sweep, "--filter", "depth > 100", "--out", tmp_path / "none")
+    assert rc == 2 and "matched none of the 8 runs" in err
+    rc, _, err = run_compare(sweep, "--filter", "nosuchkey == 1", "--out", tmp_path / "bad")
+    assert rc == 2 and "not a valid pandas query" in err
+
+
+def test_bad_metric_or_grouping_key_exits_2_naming_the_choices(fake, tmp_path: Path) -> None:
+    sweep, _, _ = fake
+    rc, _, err = run_compare(sweep, "--metric", "val_bogus", "--out", tmp_path)
+    assert rc == 2 and "val_loss" in err
+    rc, _, err = run_compare(sweep, "--by", "colour", "--out", tmp_path)
+    assert rc == 2 and "activation" in err
+
+
+def test_regression_defaults_to_val_mse_lower_is_better(tmp_path: Path) -> None:
+    sweep = make_fake_sweep(tmp_path / "s", 8, 5, factors=FACTORS, task="regression",
+                            p_diverged=0, p_failed=0)
+    rc, out, err = run_compare(sweep, "--by", "init", "--facet", "none")
+    assert rc == 0, err
+    assert "metric val_mse" in out and "lines by init, panels by None" in out
+    groups = pd.read_csv(sweep / "compare" / "groups.csv")
+    assert groups["mean"].is_monotonic_increasing
+    assert (sweep / "compare" / "curves_val_mse.png").exists()
+    runs = pd.read_csv(sweep / "compare" / "runs.csv")
+    assert {"final_val_r2", "best_val_r2", "best_val_mse"} <= set(runs.columns)
+
+
+def test_no_argument_takes_the_newest_sweep_and_says_which(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    old = make_fake_sweep(tmp_path / "outputs" / "sweeps" / "b_old", 4, 3, factors=FACTORS)
+    new = make_fake_sweep(tmp_path / "outputs" / "sweeps" / "a_new", 4, 3, factors=FACTORS)
+    os.utime(old / "multirun.yaml", (1e9, 1e9))
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_compare()
+    assert rc == 0, err
+    assert f"newest sweep: {Path('outputs/sweeps/a_new')}" in out
+    assert (new / "compare" / "report.html").exists() and not (old / "compare").exists()
+
+
+def test_no_argument_and_no_outputs_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_compare()
+    assert rc == 2 and "no runs found" in err
+
+
+def test_help_explains_every_option_with_an_example() -> None:
+    p = subprocess.run([PY, str(ROOT / "experiments" / "compare.py"), "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    for opt in ("--metric", "--by", "--facet", "--filter", "--out", "examples:"):
+        assert opt in p.stdout
+    assert "--filter \"depth >= 8 and batchnorm\"" in p.stdout
+
+
+RUN_PY = ROOT / "experiments" / "run.py"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RUN_PY.exists(), reason="experiments/run.py not written yet")
+def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    cmd = [PY, str(RUN_PY), "-m", "activation=relu,tanh", "init=he,xavier", "seed=0,1",
+           "epochs=3", "data=moons", "gradcheck=false", f"hydra.sweep.dir={sweep}"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rc, out, err = run_compare(sweep)
+    assert rc == 0, err
+    assert "factors: activation, init;" in out
+    check_outputs(sweep, sweep / "compare", 8)
+    if CHROMIUM:
+        assert images_in_chromium(sweep / "compare" / "report.html", tmp_path) == (len(PLOTS), 0)
