@@ -117,6 +117,10 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
                          + ", ".join(c for c in rs.metrics.columns if c not in agg.NOT_A_METRIC))
     hib = agg.higher_is_better(metric)
     value = f"final_{metric}"
+    lacking = int((table["status"].eq("completed") & table[value].isna()).sum())
+    if lacking:
+        rs.warnings.append(f"{lacking} completed runs have no {metric} (another task?); "
+                           "they are left out: choose them with --filter and --metric")
     effects = list(agg.factor_effects(table, fx.factors, value))
     by = _choose("by", by, runs, effects)
     facet = _choose("facet", facet, runs, [f for f in effects if f != by])
@@ -141,9 +145,9 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
     loss = [c for c in ("val_loss", "train_loss") if c in long]
     twin = metric.replace("val_", "train_", 1)
     plots.curves(spec, long, [metric] + ([twin] if twin != metric and twin in long else []),
-                 f"curves_{metric}", metric)
+                 f"curves_{metric}", metric if twin not in long else f"{metric} / {twin}")
     if loss and metric not in loss:
-        plots.curves(spec, long, loss, "curves_loss", "loss")
+        plots.curves(spec, long, loss, "curves_loss", " / ".join(loss))
     plots.final_by_factor(spec, table)
     plots.heatmaps(spec, table)
     plots.signal_propagation(spec, rs, runs)
@@ -198,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     s = res["seconds"]
-    print(f"{res['n_runs']} runs; factors: {', '.join(res['factors']) or 'none'}; "
+    plural = "s" if res["n_runs"] != 1 else ""
+    print(f"{res['n_runs']} run{plural}; factors: {', '.join(res['factors']) or 'none'}; "
           f"lines by {res['by']}, panels by {res['facet']}; metric {res['metric']}")
     print(res["verdict"])
     print(f"wrote {len(res['files'])} files to {res['out']} "

@@ -131,9 +131,6 @@ def t_ci95(std: pd.Series | np.ndarray, n: pd.Series | np.ndarray) -> np.ndarray
 
 
 def _stats(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    if not keys:
-        df = df.assign(_all="all runs")
-        keys = ["_all"]
     out = df.groupby(keys, dropna=False, sort=False)[value].agg(["mean", "std", "count"])
     out = out.rename(columns={"count": "n"})
     out["ci95"] = t_ci95(out["std"], out["n"])
@@ -142,22 +139,22 @@ def _stats(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 def group_stats(table: pd.DataFrame, keys: list[str], value: str, hib: bool,
                 seed: str | None = "seed") -> pd.DataFrame:
-    """Per group: mean, std, ci95, n over completed runs; n_runs and n_<status> over all,
-    ranked best first (groups with no completed run last)."""
+    """Per group: mean, std, ci95, n (runs averaged), n_seeds over completed runs; n_runs and
+    n_<status> over all runs; ranked best first, groups with no completed run last. No keys:
+    one group, "all runs"."""
+    if not keys:
+        table, keys = table.assign(_all="all runs"), ["_all"]
     done = table[table["status"] == "completed"]
-    out = _stats(done, keys, value)
-    gkeys = keys or ["_all"]
-    t = table.assign(_all="all runs") if not keys else table
-    status = t.groupby([*gkeys, "status"], dropna=False).size().unstack("status", fill_value=0)
-    out = status.join(out, how="left")
+    status = table.groupby([*keys, "status"], dropna=False).size().unstack("status", fill_value=0)
+    out = status.join(_stats(done, keys, value), how="left")
     out["n"] = out["n"].fillna(0).astype(int)
     out["n_runs"] = status.sum(axis=1)
     for s in ("completed", "diverged", "failed"):
         out[f"n_{s}"] = out[s] if s in out else 0
     out["n_other"] = out["n_runs"] - out[["n_completed", "n_diverged", "n_failed"]].sum(axis=1)
     if seed and seed in done:
-        out["n_seeds"] = done.groupby(gkeys, dropna=False)[seed].nunique().reindex(out.index)
-        out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+        seeds = done[done[value].notna()].groupby(keys, dropna=False)[seed].nunique()
+        out["n_seeds"] = seeds.reindex(out.index).fillna(0).astype(int)
     out = out.sort_values("mean", ascending=not hib, na_position="last", kind="stable")
     out["rank"] = np.arange(1, len(out) + 1)
     keep = ["rank", "mean", "std", "ci95", "n", "n_runs", "n_completed", "n_diverged",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from .aggregate import curve_stats, layer_profile, t_ci95
 from .load import RunSet
@@ -102,9 +103,12 @@ def _color_handles(spec: PlotSpec, key: str | None) -> list[Line2D]:
     return [Line2D([], [], color=spec.color(key, lab), lw=2, label=lab) for lab in labels]
 
 
-def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str, ylabel: str) -> Path:
+def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
+           ylabel: str) -> Path | None:
     """Mean per epoch by `by` (color) for cols (first solid, with a 95% CI band; next dashed),
-    one panel per `facet` level."""
+    one panel per `facet` level. None when no run completed."""
+    if not long["status"].eq("completed").any():
+        return None
     keys = ["_by", "_facet"]
     stats = {c: curve_stats(long, keys, c) for c in cols}
     facets = spec.levels.get(spec.facet or "", ["all"])[:MAX_FACETS] if spec.facet else ["all"]
@@ -113,6 +117,7 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str, ylabe
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols + 2.2, 3.0 * nrows + 0.9),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     values = []
+    bounded = spec.metric.endswith("acc") and cols[0] == spec.metric  # accuracy lives in [0, 1]
     for ax, fl in zip(axes.flat, facets, strict=False):
         for c, style in zip(cols, STYLES, strict=False):
             st = stats[c]
@@ -123,6 +128,8 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str, ylabe
                 values.append(line["mean"].to_numpy())
                 if style == "-" and (line["n"] > 1).any():
                     lo, hi = line["mean"] - line["ci95"], line["mean"] + line["ci95"]
+                    if bounded:
+                        lo, hi = lo.clip(0, 1), hi.clip(0, 1)
                     ax.fill_between(line["epoch"], lo, hi, color=color, alpha=0.2, lw=0)
         if spec.facet:
             ax.set_title(f"{spec.facet} = {fl}", fontsize="medium")
@@ -131,10 +138,16 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str, ylabe
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
-    if values and _spans_decades(np.concatenate(values)):
+    v = np.concatenate(values) if values else np.array([])
+    v = v[np.isfinite(v)]
+    if _spans_decades(v):
         axes[0, 0].set_yscale("log")
+    elif v.size:  # the lines decide the range: a 2-seed CI band may be huge
+        pad = 0.12 * (v.max() - v.min()) or 0.05 * abs(v.max()) or 0.1
+        axes[0, 0].set_ylim(v.min() - pad, v.max() + pad)
     handles = _color_handles(spec, spec.by)
     if len(cols) > 1:
         handles += [Line2D([], [], color="gray", ls=s, label=c)
@@ -260,6 +273,7 @@ def signal_propagation(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path |
     axes[1, 0].set_ylabel("‖∂loss/∂W‖ (log)")
     for ax in axes[1]:
         ax.set_xlabel("layer index (0 = first hidden, last = output)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles = _color_handles(spec, spec.by)
     if use_facet:
         handles += [Line2D([], [], color="gray", ls=s, label=f"{spec.facet}={lab}")

@@ -66,13 +66,15 @@ def verdict(groups: pd.DataFrame, factors: list[str], by_factor: dict[str, pd.Da
     done = groups[groups["n"] > 0]
     total = {s: int(groups[f"n_{s}"].sum()) for s in ("runs", "diverged", "failed", "other")}
     if done.empty:
-        return (f"No run completed ({total['runs']} runs: {total['diverged']} diverged, "
-                f"{total['failed']} failed, {total['other']} incomplete), so nothing is ranked.")
+        return (f"No run completed with a {metric} ({total['runs']} runs: {total['diverged']} "
+                f"diverged, {total['failed']} failed, {total['other']} did not finish), so "
+                "nothing is ranked.")
     best = done.iloc[0]
     seeds = int(best.get("n_seeds", best["n"]))
-    parts = [f"Best: {_label(best, factors)}, final {metric} {best['mean']:.4g}"
-             + (f" ± {best['std']:.2g}" if pd.notna(best["std"]) else "")
-             + f" (mean ± std over {int(best['n'])} runs, {seeds} seeds)."]
+    spread = f" ± {best['std']:.2g}" if pd.notna(best["std"]) else ""
+    parts = [f"Best: {_label(best, factors)}, final {metric} {best['mean']:.4g}{spread}"
+             + (f" (mean ± std over {_n(int(best['n']), 'run')}, {_n(seeds, 'seed')})."
+                if spread else f" ({_n(int(best['n']), 'run')}).")]
     if len(done) > 1:
         second, worst = done.iloc[1], done.iloc[-1]
         gap = abs(best["mean"] - second["mean"])
@@ -80,9 +82,12 @@ def verdict(groups: pd.DataFrame, factors: list[str], by_factor: dict[str, pd.Da
         clear = ("the 95% CIs do not overlap" if pd.notna(cis) and gap > cis else
                  "within the 95% CIs, so not a clear win" if pd.notna(cis) else
                  "too few seeds for a CI")
-        parts.append(f"It leads the runner-up ({_label(second, factors)}, {second['mean']:.4g}) "
-                     f"by {gap:.3g} ({clear}) and the worst ({_label(worst, factors)}, "
-                     f"{worst['mean']:.4g}) by {abs(best['mean'] - worst['mean']):.3g}.")
+        lead = (f"It leads the runner-up ({_label(second, factors)}, {second['mean']:.4g}) "
+                f"by {gap:.3g} ({clear})")
+        if len(done) > 2:
+            lead += (f" and the worst ({_label(worst, factors)}, {worst['mean']:.4g}) by "
+                     f"{abs(best['mean'] - worst['mean']):.3g}")
+        parts.append(lead + ".")
     spread = {f: t["mean"].max() - t["mean"].min() for f, t in by_factor.items()
               if t["mean"].notna().sum() > 1}
     if spread:
