@@ -1,0 +1,1 @@
+"""Hydra-side helpers of experiments/run.py: schema, run directory, logging, sweep bookkeeping."""

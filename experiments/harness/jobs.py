@@ -1,0 +1,97 @@
+"""Where a job sits in its launch: job number and count, launcher, thread budget, outcome record."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+# Set by harness.callbacks.SweepReport in the launching process; launchers pass the
+# environment on to their workers (joblib/loky and submitit spawn after it is set).
+ENV_LAUNCH = "MLP_HARNESS_LAUNCH"  # id of this multirun launch
+ENV_NJOBS = "MLP_HARNESS_NJOBS"  # number of jobs it runs
+OUTCOMES = ".launch"  # <sweep dir>/.launch/<launch id>/<job num>.json, read at the sweep's end
+
+
+@dataclass
+class JobInfo:
+    """This job's place: `num` of `total` in `sweep_dir` (multirun), launcher and its width."""
+
+    multirun: bool = False
+    num: int = 0
+    total: int | None = None
+    sweep_dir: Path | None = None
+    launcher: str = "basic"  # basic | joblib | submitit_local | submitit_slurm | other
+    parallel: int = 1  # jobs the launcher runs at once (0 = unknown)
+
+    @property
+    def label(self) -> str:
+        """`run 3 of 8` (1-based) in a sweep, empty for a single run."""
+        if not self.multirun:
+            return ""
+        return f"run {self.num + 1} of {self.total}" if self.total else f"run {self.num + 1}"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def job_info() -> JobInfo:
+    """Read the job's place from HydraConfig (a plain JobInfo outside Hydra)."""
+    if not HydraConfig.initialized():
+        return JobInfo()
+    hc = HydraConfig.get()
+    target = str(hc.launcher.get("_target_", ""))
+    launcher, parallel = "other", 0
+    if "BasicLauncher" in target:
+        launcher, parallel = "basic", 1
+    elif "Joblib" in target:
+        n = int(hc.launcher.get("n_jobs", -1) or -1)
+        launcher, parallel = "joblib", n if n > 0 else max(1, _cpus() + 1 + n)
+    elif "Submitit" in target or "submitit" in target:
+        launcher = "submitit_slurm" if "Slurm" in target else "submitit_local"
+    if hc.mode != RunMode.MULTIRUN:
+        return JobInfo(launcher=launcher, parallel=1)
+    total = os.environ.get(ENV_NJOBS)
+    return JobInfo(True, int(hc.job.num), int(total) if total else None,
+                   Path(hc.sweep.dir).resolve(), launcher, parallel)
+
+
+def resolve_threads(threads: str, job: JobInfo) -> int:
+    """torch threads for this job: an explicit number, or cores shared among parallel jobs.
+
+    auto: cores // n_jobs under joblib; cpus_per_task under submitit when it sets one
+    (else cores // jobs of the sweep for submitit_local); all cores otherwise.
+    """
+    if threads != "auto":
+        return int(threads)
+    cpus = _cpus()
+    if job.launcher == "joblib":
+        return max(1, cpus // max(1, job.parallel))
+    if job.launcher.startswith("submitit"):
+        hc = HydraConfig.get()
+        per_task = hc.launcher.get("cpus_per_task")
+        if per_task:
+            return max(1, min(cpus, int(per_task)))
+        if job.launcher == "submitit_local" and job.total:
+            return max(1, cpus // job.total)
+    return cpus
+
+
+def record_outcome(job: JobInfo, outcome: dict[str, object]) -> None:
+    """Leave this job's outcome where the launching process collects it at the sweep's end."""
+    launch = os.environ.get(ENV_LAUNCH)
+    if not (job.multirun and launch and job.sweep_dir):
+        return
+    d = job.sweep_dir / OUTCOMES / launch
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{job.num}.json.tmp"
+    tmp.write_text(json.dumps(outcome))
+    os.replace(tmp, d / f"{job.num}.json")

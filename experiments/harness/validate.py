@@ -1,0 +1,139 @@
+"""Range and consistency checks on a composed config, each failure one line naming the key."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.schema import Activation, CsvTask, DType, Init, Schedule
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+ENUM_KEYS: dict[str, type[Enum]] = {
+    "activation": Activation,
+    "init": Init,
+    "dtype": DType,
+    "optim.schedule": Schedule,
+    "data.task": CsvTask,
+}
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key -> (check, what is allowed). Keys absent from a config (e.g. optim.momentum for adam) are
+# skipped; a None value is checked only where the description says so.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "depth": (lambda v: _int(v) and v >= 0, "an integer >= 0 (0 = a linear model)"),
+    "width": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "init_std": (lambda v: _num(v) and v > 0, "a number > 0"),
+    "dropout": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "device": (
+        lambda v: isinstance(v, str) and re.fullmatch(r"cpu|cuda(:\d+)?|mps", v) is not None,
+        "cpu, cuda, cuda:<index> or mps",
+    ),
+    "threads": (
+        lambda v: v == "auto" or (str(v).isdigit() and int(v) >= 1),
+        "auto or an integer >= 1",
+    ),
+    "gradcheck_tol": (lambda v: _num(v) and v > 0, "a number > 0"),
+    "diverge_factor": (lambda v: _num(v) and v > 1, "a number > 1"),
+    "probe_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "data.n_samples": (
+        lambda v: v is None or (_int(v) and v >= 10),
+        "null (the dataset's default) or an integer >= 10",
+    ),
+    "data.noise": (lambda v: v is None or (_num(v) and v >= 0), "null or a number >= 0"),
+    "data.seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "data.val_frac": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "data.test_frac": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "data.n_classes": (lambda v: _int(v) and v >= 2, "an integer >= 2"),
+    "data.n_features": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "data.factor": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "data.path": (lambda v: isinstance(v, str) and v != "", "a path to a CSV file"),
+    "data.target": (lambda v: isinstance(v, str) and v != "", "a column name of the CSV file"),
+    "optim.lr": (lambda v: _num(v) and v > 0, "a number > 0"),
+    "optim.weight_decay": (lambda v: _num(v) and v >= 0, "a number >= 0"),
+    "optim.warmup_epochs": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "optim.step_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "optim.gamma": (lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "optim.min_lr": (lambda v: _num(v) and v >= 0, "a number >= 0"),
+    "optim.momentum": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optim.dampening": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "optim.beta1": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optim.beta2": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optim.eps": (lambda v: _num(v) and v > 0, "a number > 0"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad config value: `str(err)` is the one-line message shown to the user."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"invalid config: {key}={_show(value)} (allowed: {allowed})")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+def group_options(group: str) -> list[str]:
+    """Names a config group offers on the command line (`data` -> spirals, moons, ...)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def allowed_for(key: str) -> str:
+    """What `key` accepts, in words, for error messages."""
+    if key in ENUM_KEYS:
+        return ", ".join(m.name for m in ENUM_KEYS[key])
+    if key in RULES:
+        return RULES[key][1]
+    if key in ("data", "optim"):
+        return ", ".join(group_options(key))
+    if key in ("batchnorm", "gradcheck", "log_layers", "optim.nesterov"):
+        return "true, false"
+    return "see `python experiments/run.py --cfg job`"
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value out of range, unset, or inconsistent."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(missing[0], "???", f"must be set: {allowed_for(missing[0])}")
+    for key, (check, allowed) in RULES.items():
+        node_key = key.split(".")[0]
+        if node_key not in cfg or OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+            continue
+        value = OmegaConf.select(cfg, key)
+        if not check(value):
+            raise ConfigError(key, value, allowed)
+    data, optim = cfg.data, cfg.optim
+    if data.name not in group_options("data"):
+        raise ConfigError("data.name", data.name, ", ".join(group_options("data")))
+    if data.val_frac + data.test_frac >= 0.9:
+        raise ConfigError("data.test_frac", data.test_frac, "val_frac + test_frac < 0.9")
+    if optim.name not in group_options("optim"):
+        raise ConfigError("optim.name", optim.name, ", ".join(group_options("optim")))
+    if optim.get("nesterov") and (optim.momentum <= 0 or optim.dampening != 0):
+        raise ConfigError("optim.nesterov", True, "true only with momentum > 0 and dampening 0")
+    if optim.warmup_epochs >= cfg.epochs:
+        raise ConfigError("optim.warmup_epochs", optim.warmup_epochs, "an integer < epochs")

@@ -1,0 +1,199 @@
+"""Hydra entry point: config -> data, model, optimizer -> train -> one run directory on disk.
+
+    python experiments/run.py                                   # one run: outputs/runs/<time>/
+    python experiments/run.py -m activation=relu,sigmoid        # a sweep: outputs/sweeps/<time>/
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from harness import callbacks
+from harness.build import build, gradcheck_probe, plain, results_key
+from harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
+from harness.logging_utils import epoch_line, log_to_file, progress
+from harness.preflight import PreflightError, plan
+from harness.rundir import (
+    CsvLog,
+    RunDir,
+    atomic_torch_save,
+    atomic_write_json,
+    read_csv,
+    truncate_csv,
+)
+from harness.summary import best_metrics, objective, parse_row, scalar, versions
+from harness.validate import CONF_DIR, ConfigError, validate
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from mlp_core.gradcheck import gradcheck
+from mlp_core.train import LAYER_COLUMNS, Trainer, metric_columns
+
+log = logging.getLogger("harness.run")
+file_only = logging.getLogger("harness.file")  # tracebacks: run.log only, not the console
+file_only.propagate = False
+
+LAST_RUN: tuple[Path, dict[str, Any]] | None = None  # the in-process run (dir, summary), for cli()
+
+
+class GradcheckFailed(RuntimeError):
+    """The backward disagrees with finite differences beyond gradcheck_tol."""
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None, job: JobInfo | None = None
+          ) -> dict[str, Any]:
+    """Train one run described by `cfg` into `run_dir` (Hydra's output dir by default).
+
+    Never raises for a run that goes wrong: the returned summary (also in summary.json)
+    says completed, diverged, failed or refused, with the error.
+    """
+    job = job or job_info()
+    rd = RunDir(Path(run_dir) if run_dir else Path(HydraConfig.get().runtime.output_dir))
+    rd.path.mkdir(parents=True, exist_ok=True)
+    where = f"[{job.label}] " if job.label else ""
+    try:
+        validate(cfg)
+    except ConfigError as e:  # run.py's cli() catches these first; other callers land here
+        if rd.is_fresh_hydra_dir():
+            shutil.rmtree(rd.path)
+        log.error("%s%s", where, e)
+        return _finish(job, rd, {"status": "failed", "error": str(e)}, "invalid")
+    key = results_key(cfg)
+    decision = rd.decide(key)
+    if decision.action == "skip":
+        rd.restore_hydra()
+        log.info("%s%s: %s, nothing to do", where, rd.path, decision.reason)
+        return _finish(job, rd, rd.read_json(rd.summary) or {}, "skip")
+    if decision.action == "refuse":
+        rd.restore_hydra()
+        msg = f"refused to run in {rd.path}: {decision.reason} (use another hydra.sweep.dir)"
+        with log_to_file(rd.log, file_only):
+            log.error("%s%s", where, msg)
+        return _finish(job, rd, {"status": "refused", "error": msg}, "refuse")
+    with log_to_file(rd.log, file_only):
+        summary = _execute(cfg, rd, key, job, decision.action == "resume", decision.reason)
+    return _finish(job, rd, summary, decision.action)
+
+
+def _finish(job: JobInfo, rd: RunDir, summary: dict[str, Any], action: str) -> dict[str, Any]:
+    record_outcome(job, {"num": job.num, "dir": str(rd.path), "action": action,
+                         "status": summary.get("status"), "error": summary.get("error")})
+    return summary
+
+
+def _execute(cfg: DictConfig, rd: RunDir, key: dict[str, Any], job: JobInfo, resume: bool,
+             note: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    threads = resolve_threads(str(cfg.threads), job)
+    torch.set_num_threads(threads)  # every job: joblib reuses its worker processes
+    where = f"[{job.label}] " if job.label else ""
+    prev = (rd.read_json(rd.summary) or {}) if resume else {}
+    if not resume:
+        rd.start_fresh(key)
+    summary: dict[str, Any] = {
+        "status": "running", "task": prev.get("task"), "dataset": cfg.data.name,
+        "final": {}, "best": {}, "test": {}, "epochs_completed": 0, "wall_time_s": 0.0,
+        "n_params": None, "gradcheck_max_rel_err": prev.get("gradcheck_max_rel_err"),
+        "error": None, "resumes": prev.get("resumes", -1) + 1 if resume else 0,
+        "threads": threads, "versions": versions(), "config": plain(cfg),
+    }
+    wall_before = float(prev.get("wall_time_s") or 0.0)
+    atomic_write_json(rd.summary, summary)
+    log.info("%s%s -> %s%s", where, "resume" if resume else "start", rd.path,
+             f" ({note})" if note else "")
+    rows: list[dict[str, Any]] = []
+    logs: list[CsvLog] = []
+    try:
+        b = build(cfg)
+        summary.update(task=b.data.task, n_params=b.model.n_params)
+        trainer = Trainer(b.model, b.optimizer, b.schedule, b.data, b.train)
+        if resume:
+            trainer.load_state_dict(torch.load(rd.checkpoint, map_location=cfg.device,
+                                               weights_only=True))
+            truncate_csv(rd.metrics, trainer.epoch)
+            truncate_csv(rd.layers, trainer.epoch)
+            rows = [parse_row(r) for r in read_csv(rd.metrics)]
+        elif cfg.gradcheck:
+            err = gradcheck(b.model, *gradcheck_probe(b.data))
+            summary["gradcheck_max_rel_err"] = err
+            log.info("%sgradient check: max relative error %.2e (tol %.0e)", where, err,
+                     cfg.gradcheck_tol)
+            if not err <= cfg.gradcheck_tol:
+                raise GradcheckFailed(f"gradient check failed: max relative error {err:.2e} "
+                                      f"> gradcheck_tol {cfg.gradcheck_tol:g}")
+        logs = [CsvLog(rd.metrics, metric_columns(b.data.task)), CsvLog(rd.layers, LAYER_COLUMNS)]
+        with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
+                      job.launcher == "basic") as bar:
+            for rec in trainer.run():
+                metrics = {k: scalar(v) for k, v in rec.metrics.items()}
+                logs[0].write([metrics])
+                logs[1].write([{k: scalar(v) for k, v in r.items()} for r in rec.layers])
+                atomic_torch_save(rd.checkpoint, trainer.state_dict())
+                rows.append(metrics)
+                log.info(epoch_line(metrics, cfg.epochs, job.label))
+                if bar is not None and metrics["epoch"] > 0:
+                    bar.update(1)
+                summary.update(epochs_completed=metrics["epoch"], final=metrics,
+                               wall_time_s=wall_before + time.perf_counter() - t0)
+                atomic_write_json(rd.summary, summary)
+        summary["status"] = trainer.status
+        summary["test"] = {k: scalar(v) for k, v in trainer.test_metrics().items()}
+    except Exception as e:  # failures are data: record, never raise out of a job
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}")
+        log.error("%sfailed: %s", where, summary["error"])
+        file_only.error("traceback", exc_info=True)
+    finally:
+        for f in logs:
+            f.close()
+        summary.update(best=best_metrics(rows, summary["task"]),
+                       final=rows[-1] if rows else {},
+                       epochs_completed=rows[-1]["epoch"] if rows else 0,
+                       wall_time_s=wall_before + time.perf_counter() - t0)
+        atomic_write_json(rd.summary, summary)
+    log.info("%s%s after %d epochs in %.1fs -> %s", where, summary["status"],
+             summary["epochs_completed"], summary["wall_time_s"], rd.path)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """One Hydra job; returns the Optuna objective (best val_acc / val_mse, nan if failed)."""
+    global LAST_RUN
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    summary = train(cfg, run_dir)
+    LAST_RUN = (run_dir, summary)
+    return objective(summary)
+
+
+def cli() -> int:
+    """Check every job of the command line, run them through Hydra, return the exit status."""
+    try:
+        plan(sys.argv[1:], CONF_DIR)
+    except PreflightError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # Launchers that start fresh interpreters (submitit) must find `harness` and `mlp_core`.
+    paths = [str(Path(__file__).resolve().parent), str(CONF_DIR.parent)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")])
+    main()
+    tally = callbacks.LAST_TALLY
+    if tally is not None:
+        return 1 if tally.n_failed else 0
+    if LAST_RUN is not None:
+        run_dir, summary = LAST_RUN
+        status = summary.get("status")
+        print(f"run {status}: {run_dir}" + (f": {summary['error']}" if summary.get("error") else ""))
+        return 1 if status in ("failed", "refused") else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
