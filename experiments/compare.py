@@ -10,11 +10,11 @@ from pathlib import Path
 
 if __package__:
     from .analysis import aggregate as agg
-    from .analysis import plots, report
+    from .analysis import plots, report, style
     from .analysis.load import META_COLUMNS, RunSet, load_runs
 else:  # run as a script: experiments/ is on sys.path
     from analysis import aggregate as agg
-    from analysis import plots, report
+    from analysis import plots, report, style
     from analysis.load import META_COLUMNS, RunSet, load_runs
 
 EXAMPLES = """examples:
@@ -127,8 +127,8 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
     if facet == by:
         facet = None
     runs = runs.copy()
-    runs["_by"] = runs[by].map(plots.fmt) if by else "all runs"
-    runs["_facet"] = runs[facet].map(plots.fmt) if facet else "all"
+    runs["_by"] = runs[by].map(style.fmt) if by else "all runs"
+    runs["_facet"] = runs[facet].map(style.fmt) if facet else "all"
     table[["_by", "_facet"]] = runs[["_by", "_facet"]]
     groups = agg.group_stats(table, fx.factors, value, hib, fx.seed)
     by_factor = {f: agg.group_stats(table, [f], value, hib, fx.seed) for f in fx.factors}
@@ -137,10 +137,10 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
 
     out.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys([*fx.factors, *(k for k in (by, facet) if k)]))
-    spec = plots.PlotSpec(
+    spec = style.PlotSpec(
         metric=metric, hib=hib, by=by, facet=facet, factors=fx.factors, out=out,
-        palette={k: plots.make_palette(runs[k]) for k in keys},
-        levels={k: plots.ordered_levels(runs[k]) for k in keys},
+        palette={k: style.make_palette(runs[k]) for k in keys},
+        levels={k: style.ordered_levels(runs[k]) for k in keys},
         replicates=_replicates(table, fx, by, facet), seeds=_replicates(table, fx, None, None))
     loss = [c for c in ("val_loss", "train_loss") if c in long]
     twin = metric.replace("val_", "train_", 1)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -19,88 +15,18 @@ from matplotlib.ticker import MaxNLocator
 
 from .aggregate import curve_stats, layer_profile, t_ci95
 from .load import RunSet
-
-matplotlib.use("Agg")  # files only, never a window
-
-MAX_FACETS, MAX_HEATMAPS, MAX_STYLES = 12, 15, 4
-STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P"]
-
-
-def fmt(v: Any) -> str:
-    """A level as the user typed it: true/false, 0.001, he, none."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "none"
-    if isinstance(v, bool | np.bool_):
-        return "true" if v else "false"
-    if isinstance(v, float | np.floating):
-        return f"{v:g}"
-    return str(v)
-
-
-def ordered_levels(s: pd.Series) -> list[str]:
-    """Distinct levels of a column, numbers sorted numerically, then "none", as labels."""
-    vals = [v for v in pd.unique(s) if not pd.isna(v)]
-    try:
-        vals = sorted(vals)
-    except TypeError:
-        vals = sorted(vals, key=str)
-    return [fmt(v) for v in vals] + (["none"] if s.isna().any() else [])
-
-
-def make_palette(s: pd.Series) -> dict[str, Any]:
-    """label -> color: ordered levels of numbers on viridis, categories on tab10/tab20."""
-    levels = ordered_levels(s)
-    numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-    if numeric and len(levels) >= 3:
-        colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(levels)))
-    else:
-        cmap = plt.get_cmap("tab10" if len(levels) <= 10 else "tab20")
-        colors = [cmap(i % cmap.N) for i in range(len(levels))]
-    return dict(zip(levels, colors, strict=True))
-
-
-@dataclass
-class PlotSpec:
-    """What every figure shares: metric, grouping, the fixed level colors, where to write."""
-
-    metric: str
-    hib: bool
-    by: str | None
-    facet: str | None
-    factors: list[str]
-    palette: dict[str, dict[str, Any]]   # key -> label -> color
-    levels: dict[str, list[str]]         # key -> ordered labels
-    out: Path
-    replicates: str = ""                 # "3 seeds, averaged over depth"
-    seeds: str = ""                      # "3 seeds"
-    dpi: int = 100
-    written: list[Path] = field(default_factory=list)
-
-    def color(self, key: str | None, label: str) -> Any:
-        return self.palette.get(key or "", {}).get(label, "tab:blue")
-
-    def save(self, fig: plt.Figure, name: str) -> Path:
-        path = self.out / (re.sub(r"[^\w.-]+", "_", name) + ".png")
-        fig.savefig(path, dpi=self.dpi)
-        plt.close(fig)
-        self.written.append(path)
-        return path
-
-
-def _spans_decades(values: Any, ratio: float = 100.0) -> bool:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return bool(v.size) and v.min() > 0 and v.max() / v.min() > ratio
-
-
-def _legend(fig: plt.Figure, handles: list, title: str | None) -> None:
-    if handles:
-        fig.legend(handles=handles, loc="outside right upper", title=title, fontsize="small")
-
-
-def _color_handles(spec: PlotSpec, key: str | None) -> list[Line2D]:
-    labels = spec.levels.get(key or "", ["all runs"])
-    return [Line2D([], [], color=spec.color(key, lab), lw=2, label=lab) for lab in labels]
+from .style import (
+    MARKERS,
+    MAX_FACETS,
+    MAX_HEATMAPS,
+    MAX_STYLES,
+    STYLES,
+    PlotSpec,
+    color_handles,
+    fmt,
+    legend,
+    spans_decades,
+)
 
 
 def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
@@ -143,16 +69,16 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
         ax.set_ylabel(ylabel)
     v = np.concatenate(values) if values else np.array([])
     v = v[np.isfinite(v)]
-    if _spans_decades(v):
+    if spans_decades(v):
         axes[0, 0].set_yscale("log")
     elif v.size:  # the lines decide the range: a 2-seed CI band may be huge
         pad = 0.12 * (v.max() - v.min()) or 0.05 * abs(v.max()) or 0.1
         axes[0, 0].set_ylim(v.min() - pad, v.max() + pad)
-    handles = _color_handles(spec, spec.by)
+    handles = color_handles(spec, spec.by)
     if len(cols) > 1:
         handles += [Line2D([], [], color="gray", ls=s, label=c)
                     for c, s in zip(cols, STYLES, strict=False)]
-    _legend(fig, handles, spec.by)
+    legend(fig, handles, spec.by)
     what = " and ".join(cols)
     panels = f", one panel per {spec.facet}" if spec.facet else ""
     fig.suptitle(f"{what} per epoch by {spec.by or 'run'}{panels}\n"
@@ -198,7 +124,7 @@ def final_by_factor(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"final {spec.metric}")
-    if _spans_decades(done[value]):
+    if spans_decades(done[value]):
         axes[0, 0].set_yscale("log")
     fig.suptitle(f"final {spec.metric} per level of each factor: mean ± 95% CI over runs\n"
                  f"(each level averages {spec.seeds} and every level of the other factors; "
@@ -220,7 +146,7 @@ def heatmaps(spec: PlotSpec, table: pd.DataFrame) -> list[Path]:
         count = grid["count"].unstack("_b").reindex_like(mean)
         fig, ax = plt.subplots(figsize=(1.0 * len(mean.columns) + 3.2,
                                         0.55 * len(mean.index) + 2.0), layout="constrained")
-        logn = _spans_decades(mean.to_numpy())
+        logn = spans_decades(mean.to_numpy())
         norm = LogNorm() if logn else None
         im = ax.imshow(mean.to_numpy(dtype=float), cmap="viridis" if spec.hib else "viridis_r",
                        aspect="auto", norm=norm)
@@ -274,11 +200,11 @@ def signal_propagation(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path |
     for ax in axes[1]:
         ax.set_xlabel("layer index (0 = first hidden, last = output)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles = _color_handles(spec, spec.by)
+    handles = color_handles(spec, spec.by)
     if use_facet:
         handles += [Line2D([], [], color="gray", ls=s, label=f"{spec.facet}={lab}")
                     for lab, s in styles.items()]
-    _legend(fig, handles, spec.by)
+    legend(fig, handles, spec.by)
     n_init = int(prof["init"]["n"].max()) if len(prof["init"]) else 0
     fig.suptitle(f"Signal propagation by {spec.by or 'run'}: per-layer activation std and "
                  f"gradient norm (median over runs, up to {n_init} per line)", fontsize="medium")
@@ -297,17 +223,17 @@ def walltime(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
     for (bl, fl), pts in done.groupby(["_by", "_facet"], sort=False):
         ax.scatter(pts["wall_time_s"], pts[value], s=22, alpha=0.75,
                    color=spec.color(spec.by, bl), marker=markers.get(fl, "o"), lw=0)
-    if _spans_decades(done["wall_time_s"], 30):
+    if spans_decades(done["wall_time_s"], 30):
         ax.set_xscale("log")
-    if _spans_decades(done[value]):
+    if spans_decades(done[value]):
         ax.set_yscale("log")
     ax.set_xlabel("wall time of the run (s)")
     ax.set_ylabel(f"final {spec.metric}")
     ax.grid(alpha=0.3, which="both")
-    handles = _color_handles(spec, spec.by)
+    handles = color_handles(spec, spec.by)
     handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{spec.facet}={lab}")
                 for lab, m in markers.items()]
-    _legend(fig, handles, spec.by)
+    legend(fig, handles, spec.by)
     ax.set_title(f"final {spec.metric} against wall time: one point per completed run "
                  f"({len(done)} runs)", fontsize="medium")
     return spec.save(fig, "walltime")

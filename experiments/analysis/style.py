@@ -1,0 +1,100 @@
+"""Shared look of the figures: level labels, one fixed color per factor level, legends, saving."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+matplotlib.use("Agg")  # files only, never a window
+
+MAX_FACETS, MAX_HEATMAPS, MAX_STYLES = 12, 15, 4
+STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P"]
+
+
+def fmt(v: Any) -> str:
+    """A level as the user typed it: true/false, 0.001, he, none."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none"
+    if isinstance(v, bool | np.bool_):
+        return "true" if v else "false"
+    if isinstance(v, float | np.floating):
+        return f"{v:g}"
+    return str(v)
+
+
+def ordered_levels(s: pd.Series) -> list[str]:
+    """Distinct levels of a column, numbers sorted numerically, then "none", as labels."""
+    vals = [v for v in pd.unique(s) if not pd.isna(v)]
+    try:
+        vals = sorted(vals)
+    except TypeError:
+        vals = sorted(vals, key=str)
+    return [fmt(v) for v in vals] + (["none"] if s.isna().any() else [])
+
+
+def make_palette(s: pd.Series) -> dict[str, Any]:
+    """label -> color: ordered levels of numbers on viridis, categories on tab10/tab20."""
+    levels = ordered_levels(s)
+    numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+    if numeric and len(levels) >= 3:
+        colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(levels)))
+    else:
+        cmap = plt.get_cmap("tab10" if len(levels) <= 10 else "tab20")
+        colors = [cmap(i % cmap.N) for i in range(len(levels))]
+    return dict(zip(levels, colors, strict=True))
+
+
+@dataclass
+class PlotSpec:
+    """What every figure shares: metric, grouping, the fixed level colors, where to write."""
+
+    metric: str
+    hib: bool
+    by: str | None
+    facet: str | None
+    factors: list[str]
+    palette: dict[str, dict[str, Any]]   # key -> label -> color
+    levels: dict[str, list[str]]         # key -> ordered labels
+    out: Path
+    replicates: str = ""                 # "3 seeds, averaged over depth"
+    seeds: str = ""                      # "3 seeds"
+    dpi: int = 100
+    written: list[Path] = field(default_factory=list)
+
+    def color(self, key: str | None, label: str) -> Any:
+        return self.palette.get(key or "", {}).get(label, "tab:blue")
+
+    def save(self, fig: plt.Figure, name: str) -> Path:
+        path = self.out / (re.sub(r"[^\w.-]+", "_", name) + ".png")
+        fig.savefig(path, dpi=self.dpi)
+        plt.close(fig)
+        self.written.append(path)
+        return path
+
+
+def spans_decades(values: Any, ratio: float = 100.0) -> bool:
+    """All positive and max/min above ratio: worth a log axis."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size) and v.min() > 0 and v.max() / v.min() > ratio
+
+
+def legend(fig: plt.Figure, handles: list, title: str | None) -> None:
+    """Legend outside the axes, to the right, never over data."""
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", title=title, fontsize="small")
+
+
+def color_handles(spec: PlotSpec, key: str | None) -> list[Line2D]:
+    """One legend entry per level of key, in its fixed color."""
+    labels = spec.levels.get(key or "", ["all runs"])
+    return [Line2D([], [], color=spec.color(key, lab), lw=2, label=lab) for lab in labels]
