@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 if __package__:
     from .analysis import aggregate as agg
     from .analysis import plots, report, style
@@ -81,7 +83,8 @@ def default_out(paths: list[Path]) -> Path:
     return common / "compare"
 
 
-def _choose(name: str, value: str | None, runs, fallback: list[str]) -> str | None:
+def _choose(name: str, value: str | None, runs: pd.DataFrame,
+            fallback: list[str]) -> str | None:
     if value is not None and value.lower() == "none":
         return None
     if value is not None:
@@ -176,7 +179,8 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
                         "plot": t_plot - t_agg, "write": t_end - t_plot, "total": t_end - t0}}
 
 
-def _replicates(table, fx: agg.Factors, by: str | None, facet: str | None) -> str:
+def _replicates(table: pd.DataFrame, fx: agg.Factors, by: str | None,
+                facet: str | None) -> str:
     done = table[table["status"] == "completed"]
     n_seeds = done[fx.seed].nunique() if fx.seed and fx.seed in done else 1
     others = [f for f in fx.factors if f not in (by, facet)]

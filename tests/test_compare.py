@@ -181,13 +181,17 @@ def test_truncated_or_corrupt_csvs_are_skipped_with_a_warning_naming_them(tmp_pa
     garbled.write_text(garbled.read_text().replace("0.1,", "0.1x,", 1))
     lay = sweep / "5" / "layers.csv"
     lay.write_bytes(lay.read_bytes()[:-3])
+    summ = sweep / "6" / "summary.json"
+    summ.write_text('{"status": "comp')
     rc, _, err = run_compare(sweep)
     assert rc == 0, err
+    assert str(summ) in err
     assert str(bad) in err and "truncated" in err
     assert str(garbled) in err and "non-numeric" in err
     assert str(lay) in err
     runs = pd.read_csv(sweep / "compare" / "runs.csv")
-    assert len(runs) == 8
+    assert len(runs) == 8 and runs.loc[runs["run_dir"] == str(sweep / "6"), "status"].item() \
+        == "incomplete"
     assert sorted(runs.loc[runs["status"] == "corrupt", "run_dir"]) == [str(sweep / "3"),
                                                                          str(sweep / "4")]
     assert runs.loc[runs["status"] == "corrupt", "final_val_acc"].isna().all()
