@@ -74,7 +74,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, job: JobInfo | Non
         return _finish(job, rd, rd.read_json(rd.summary) or {}, "skip")
     if decision.action == "refuse":
         rd.restore_hydra()
-        msg = f"refused to run in {rd.path}: {decision.reason} (use another hydra.sweep.dir)"
+        msg = (f"refused to run in {rd.path}: {decision.reason} "
+               "(choose another hydra.sweep.dir or hydra.run.dir)")
         with log_to_file(rd.log, file_only):
             log.error("%s%s", where, msg)
         return _finish(job, rd, {"status": "refused", "error": msg}, "refuse")
@@ -190,7 +191,7 @@ def cli() -> int:
     if LAST_RUN is not None:
         run_dir, summary = LAST_RUN
         status = summary.get("status")
-        print(f"run {status}: {run_dir}" + (f": {summary['error']}" if summary.get("error") else ""))
+        print(f"run {status}: {run_dir}")
         return 1 if status in ("failed", "refused") else 0
     return 0
 

@@ -109,7 +109,9 @@ def plan(argv: Sequence[str], conf_dir: Path, config_name: str = "config") -> Pl
                 f"{sweeps[0].input_line} is a sweep: add -m (--multirun) to run one job per value"
             )
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-        base = _checked(fixed, conf_dir, name)
+        # A sweep's fixed part alone may be incomplete (data=csv with data.path swept):
+        # compose it for hydra.sweeper.*, validate only the complete jobs.
+        base = _checked(fixed, conf_dir, name, check=not args.multirun)
         if not args.multirun:
             return Plan([base], 1, multirun=False)
         sweeper = str(OmegaConf.select(base, "hydra.sweeper._target_", default=""))
@@ -124,11 +126,13 @@ def plan(argv: Sequence[str], conf_dir: Path, config_name: str = "config") -> Pl
         return Plan(configs, n_jobs, multirun=True)
 
 
-def _checked(overrides: list[str], conf_dir: Path, name: str) -> DictConfig:
+def _checked(overrides: list[str], conf_dir: Path, name: str, check: bool = True) -> DictConfig:
     try:
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     except Exception as e:  # composition failures of every kind become one line
         raise PreflightError(_explain(e, overrides, conf_dir, name)) from None
+    if not check:
+        return cfg
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
         validate(task)

@@ -85,7 +85,8 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"invalid config: {key}={_show(value)} (allowed: {allowed})")
+        what = f"{key} is not set" if value == "???" else f"{key}={_show(value)}"
+        super().__init__(f"invalid config: {what} (allowed: {allowed})")
 
 
 def _show(value: Any) -> str:
@@ -118,7 +119,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value out of range, unset, or inconsistent."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(missing[0], "???", f"must be set: {allowed_for(missing[0])}")
+        raise ConfigError(missing[0], "???", allowed_for(missing[0]))
     for key, (check, allowed) in RULES.items():
         node_key = key.split(".")[0]
         if node_key not in cfg or OmegaConf.select(cfg, key, default="<absent>") == "<absent>":

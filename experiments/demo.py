@@ -1,0 +1,32 @@
+"""`make demo`: a small real sweep (activation x init x seed on digits), its comparison, and where."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP = ["activation=relu,tanh", "init=he,xavier", "seed=0,1", "data=digits", "epochs=8"]
+
+
+def main() -> int:
+    sweep_dir = REPO / "outputs" / "sweeps" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_demo"
+    cmd = [sys.executable, str(REPO / "experiments" / "run.py"), "-m", *SWEEP,
+           f"hydra.sweep.dir={sweep_dir}"]
+    print("$", " ".join(cmd[1:]), flush=True)
+    rc = subprocess.call(cmd, cwd=REPO)
+    compare = REPO / "experiments" / "compare.py"
+    if compare.exists():
+        print("$", "python experiments/compare.py", sweep_dir, flush=True)
+        rc = subprocess.call([sys.executable, str(compare), str(sweep_dir)], cwd=REPO) or rc
+    print(f"\nsweep:  {sweep_dir}  (one folder per run: metrics.csv, layers.csv, summary.json)")
+    report = sweep_dir / "compare" / "report.html"
+    if report.exists():
+        print(f"report: {report}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
