@@ -98,8 +98,8 @@ def act_forward(name: str, x: Tensor) -> Tensor:
 
 def act_backward(name: str, dout: Tensor, x: Tensor, out: Tensor) -> Tensor:
     """d loss / d x given d loss / d out, the pre-activation x and the output out."""
-    if name == "relu":
-        return dout * (out > 0)
+    if name == "relu":  # dout * (out > 0), as one fused kernel (no bool mask, no dtype cast)
+        return torch.ops.aten.threshold_backward(dout, out, 0)
     if name == "leaky_relu":
         return torch.where(x > 0, dout, dout * LEAKY_SLOPE)
     if name == "sigmoid":  # s' = s (1 - s)

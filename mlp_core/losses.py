@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 
 def softmax_cross_entropy(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Mean cross-entropy of int64 labels y (N,) under softmax(logits (N, C)).
 
-    log softmax = z - logsumexp(z), stable for any finite z; dlogits = (softmax - onehot) / N.
+    With z shifted by its row max (so exp never overflows and the row sum s is >= 1):
+    loss_i = log s_i - z_{i,y_i}, the log-sum-exp form, and dlogits = (softmax - onehot) / N.
+    Written as a few small kernels: faster here than torch.log_softmax on narrow rows.
     """
     n = logits.shape[0]
-    lse = torch.logsumexp(logits, dim=1, keepdim=True)  # (N, 1)
     idx = y.view(-1, 1)
-    loss = (lse - logits.gather(1, idx)).mean()
-    dlogits = torch.exp(logits - lse)  # softmax (N, C)
-    dlogits.scatter_add_(1, idx, torch.full_like(lse, -1.0))
-    dlogits.mul_(1.0 / n)
+    z = logits - logits.amax(dim=1, keepdim=True)  # (N, C), max 0 per row
+    e = z.exp()
+    s = e.sum(dim=1, keepdim=True)  # (N, 1), in [1, C]
+    loss = (s.log() - z.gather(1, idx)).mean()
+    dlogits = e.div_(s.mul_(n))  # softmax / N
+    dlogits.scatter_(1, idx, -1.0 / n, reduce="add")  # - onehot / N
     return loss, dlogits
 
 

@@ -15,6 +15,7 @@ from mlp_core.layers import (
     act_forward,
     batchnorm_backward,
     batchnorm_forward,
+    dropout_backward,
     dropout_forward,
     linear_backward,
 )
@@ -95,6 +96,10 @@ class MLP:
                 self.params[f"bn{i}.beta"] = torch.zeros(fan_out, **kw)
                 self.buffers[f"bn{i}.running_mean"] = torch.zeros(fan_out, **kw)
                 self.buffers[f"bn{i}.running_var"] = torch.ones(fan_out, **kw)
+        # names per layer, built once: forward/backward run every step and skip the f-strings
+        self._fc = [(f"fc{i}.W", f"fc{i}.b") for i in range(len(dims) - 1)]
+        self._bn = [(f"bn{i}.gamma", f"bn{i}.beta", f"bn{i}.running_mean", f"bn{i}.running_var")
+                    for i in range(self.n_hidden)]
 
     # ------------------------------------------------------------ forward / backward
     def forward(self, X: Tensor, train: bool = True) -> tuple[Tensor, dict[str, Any]]:
@@ -109,12 +114,13 @@ class MLP:
         h = X
         inputs, pre, post, bn_caches, masks = [], [], [], [], []
         for i in range(self.n_hidden):
+            W, b = self._fc[i]
             inputs.append(h)
-            z = torch.addmm(P[f"fc{i}.b"], h, P[f"fc{i}.W"])  # (N, h_i)
+            z = torch.addmm(P[b], h, P[W])  # (N, h_i) = h @ W + b
             if self.batchnorm:
+                gamma, beta, mean, var = self._bn[i]
                 z, bn_cache = batchnorm_forward(
-                    z, P[f"bn{i}.gamma"], P[f"bn{i}.beta"],
-                    self.buffers[f"bn{i}.running_mean"], self.buffers[f"bn{i}.running_var"],
+                    z, P[gamma], P[beta], self.buffers[mean], self.buffers[var],
                     train, self.bn_momentum, self.bn_eps, update_running,
                 )
                 bn_caches.append(bn_cache)
@@ -125,26 +131,28 @@ class MLP:
                 a, mask = dropout_forward(a, self.dropout, self.generator)
                 masks.append(mask)
             h = a
-        L = self.n_hidden
+        W, b = self._fc[self.n_hidden]
         inputs.append(h)
-        out = torch.addmm(P[f"fc{L}.b"], h, P[f"fc{L}.W"])
+        out = torch.addmm(P[b], h, P[W])
         cache = {"inputs": inputs, "pre": pre, "post": post, "bn": bn_caches, "masks": masks}
         return out, cache
 
     def backward(self, dout: Tensor, cache: dict[str, Any]) -> dict[str, Tensor]:
         """Gradients of the loss w.r.t. every param, same keys, order and shapes as params."""
         P, L = self.params, self.n_hidden
+        inputs, pre, post, masks = cache["inputs"], cache["pre"], cache["post"], cache["masks"]
         g: dict[str, Tensor] = {}
-        dh, g[f"fc{L}.W"], g[f"fc{L}.b"] = linear_backward(dout, cache["inputs"][L], P[f"fc{L}.W"])
+        W, b = self._fc[L]
+        dh, g[W], g[b] = linear_backward(dout, inputs[L], P[W])
         for i in reversed(range(L)):
-            if cache["masks"]:
-                dh = dh * cache["masks"][i]
-            dz = act_backward(self.activation, dh, cache["pre"][i], cache["post"][i])
+            if masks:
+                dh = dropout_backward(dh, masks[i])
+            dz = act_backward(self.activation, dh, pre[i], post[i])
             if self.batchnorm:
-                dz, g[f"bn{i}.gamma"], g[f"bn{i}.beta"] = batchnorm_backward(dz, cache["bn"][i])
-            dh, g[f"fc{i}.W"], g[f"fc{i}.b"] = linear_backward(
-                dz, cache["inputs"][i], P[f"fc{i}.W"], need_dh=i > 0
-            )
+                gamma, beta = self._bn[i][:2]
+                dz, g[gamma], g[beta] = batchnorm_backward(dz, cache["bn"][i])
+            W, b = self._fc[i]
+            dh, g[W], g[b] = linear_backward(dz, inputs[i], P[W], need_dh=i > 0)
         return {k: g[k] for k in P}
 
     # Internal callers use this alias, so that mlp_core's source never holds the text of
