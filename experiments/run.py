@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -46,6 +47,11 @@ LAST_RUN: tuple[Path, dict[str, Any]] | None = None  # the in-process run (dir, 
 
 class GradcheckFailed(RuntimeError):
     """The backward disagrees with finite differences beyond gradcheck_tol."""
+
+
+class TrialFailed(RuntimeError):
+    """Raised to the Optuna sweeper only, after the run is recorded: it marks the trial FAIL
+    (optuna 2.10 rejects a nan objective, and the sweeper then crashes on its own retry)."""
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None, job: JobInfo | None = None
@@ -169,9 +175,13 @@ def main(cfg: DictConfig) -> float:
     """One Hydra job; returns the Optuna objective (best val_acc / val_mse, nan if failed)."""
     global LAST_RUN
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = train(cfg, run_dir)
+    job = job_info()
+    summary = train(cfg, run_dir, job)
     LAST_RUN = (run_dir, summary)
-    return objective(summary)
+    value = objective(summary)
+    if job.optuna and math.isnan(value):
+        raise TrialFailed(f"run {summary.get('status')}: {summary.get('error')}")
+    return value
 
 
 def cli() -> int:

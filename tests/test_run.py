@@ -272,3 +272,15 @@ def test_parallel_launchers_complete_a_two_run_sweep(launcher: list[str], tmp_pa
     assert [summary(r)["status"] for r in runs] == ["completed", "completed"]
     if "joblib" in launcher[0]:
         assert all(summary(r)["threads"] == max(1, len(os.sched_getaffinity(0)) // 2) for r in runs)
+
+
+@pytest.mark.slow
+def test_the_optuna_preset_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
+    res = cli("-m", "+experiment=optuna_lr", "hydra.sweeper.n_trials=3", "epochs=2",
+              "data.n_samples=200", "gradcheck=false", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "sweep finished: 3 runs: 3 completed" in res.stdout
+    best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    runs = [summary(p.parent) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    assert len(runs) == 3
+    assert f"best_value: {max(r['best']['best_val_acc'] for r in runs)}" in best

@@ -27,6 +27,7 @@ class JobInfo:
     sweep_dir: Path | None = None
     launcher: str = "basic"  # basic | joblib | submitit_local | submitit_slurm | other
     parallel: int = 1  # jobs the launcher runs at once (0 = unknown)
+    optuna: bool = False  # launched by the Optuna sweeper (which wants a float or an exception)
 
     @property
     def label(self) -> str:
@@ -60,8 +61,9 @@ def job_info() -> JobInfo:
     if hc.mode != RunMode.MULTIRUN:
         return JobInfo(launcher=launcher, parallel=1)
     total = os.environ.get(ENV_NJOBS)
+    optuna = "Optuna" in str(hc.sweeper.get("_target_", ""))
     return JobInfo(True, int(hc.job.num), int(total) if total else None,
-                   Path(hc.sweep.dir).resolve(), launcher, parallel)
+                   Path(hc.sweep.dir).resolve(), launcher, parallel, optuna)
 
 
 def resolve_threads(threads: str, job: JobInfo) -> int:

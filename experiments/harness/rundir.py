@@ -136,6 +136,8 @@ class RunDir:
 
     def decide(self, key: dict[str, Any]) -> Decision:
         """Compare `key` (the results-relevant config) with the one this dir was started with."""
+        for tmp in self.path.glob(".*.tmp"):  # left by a kill during an atomic write
+            tmp.unlink(missing_ok=True)
         old = self.read_json(self.config)
         if old is None:
             return Decision("fresh")
