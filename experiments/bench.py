@@ -1,0 +1,247 @@
+"""Measure mlp_core against its peers and write outputs/bench/<timestamp>/bench.csv.
+
+    python experiments/bench.py                      # everything, a few minutes (make bench)
+    python experiments/bench.py --quick              # smaller and fewer repeats (~1 min)
+    python experiments/bench.py --only step,sklearn  # some sections: step, sklearn, sweep, compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+if __package__:
+    from .benchmarks import machine, peers, step, sweep
+else:  # run as a script: experiments/ is on sys.path
+    from benchmarks import machine, peers, step, sweep
+
+SECTIONS = ("step", "sklearn", "sweep", "compare")
+COLUMNS = ["section", "case", "metric", "value", "unit", "target", "met"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Results:
+    """Rows of bench.csv (one measured number each) and the markdown tables printed on the way."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.tables: list[str] = []
+
+    def add(self, section: str, case: str, metric: str, value: float, unit: str,
+            target: str = "", met: bool | None = None) -> None:
+        self.rows.append({"section": section, "case": case, "metric": metric, "value": value,
+                          "unit": unit, "target": target, "met": "" if met is None else met})
+
+    def table(self, title: str, header: list[str], lines: list[list[str]], note: str = "") -> None:
+        md = [f"**{title}**", "", "| " + " | ".join(header) + " |",
+              "|" + "|".join("---" for _ in header) + "|"]
+        md += ["| " + " | ".join(cells) + " |" for cells in lines]
+        if note:
+            md += ["", note]
+        self.tables.append("\n".join(md))
+        print("\n" + self.tables[-1], flush=True)
+
+
+def check(value: float, op: str, bound: float) -> tuple[str, bool]:
+    """('<= 0.75', True) style target text and verdict."""
+    return f"{op} {bound:g}", (value <= bound if op == "<=" else value >= bound)
+
+
+def mark(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def bench_step(res: Results, quick: bool) -> None:
+    """Train-step µs of mlp_core vs autograd per case, GFLOP/s and share of torch.mm's peak."""
+    sizes, reps = ((512, 1024), 2) if quick else ((256, 512, 1024, 2048), 5)
+    peak, peak_n = step.gemm_peak(sizes, reps)
+    timed = [step.time_case(case, repeats=3 if quick else 9, chunk_s=0.03 if quick else 0.1)
+             for case in step.CASES]
+    peak, peak_n = max((peak, peak_n), step.gemm_peak(sizes, reps))  # best of before and after
+    res.add("step", f"torch.mm {peak_n}x{peak_n}", "gemm_peak", peak, "GFLOP/s")
+    limits = {0: 0.6, 1: 0.75}
+    lines = []
+    for i, (case, r) in enumerate(zip(step.CASES, timed, strict=True)):
+        ours_gf = case.flops / r["mlp_core_us"] / 1e3
+        auto_gf = case.flops / r["autograd_us"] / 1e3
+        target, met = check(r["ratio"], "<=", limits.get(i, 1.0))
+        res.add("step", case.label, "mlp_core_us", r["mlp_core_us"], "us/step")
+        res.add("step", case.label, "autograd_us", r["autograd_us"], "us/step")
+        res.add("step", case.label, "ratio", r["ratio"], "mlp_core/autograd", target, met)
+        res.add("step", case.label, "mlp_core_gflops", ours_gf, "GFLOP/s")
+        res.add("step", case.label, "autograd_gflops", auto_gf, "GFLOP/s")
+        share_target, share_met = "", None
+        if i == len(step.CASES) - 1:
+            share_target, share_met = check(ours_gf / peak, ">=", 0.85)
+        res.add("step", case.label, "peak_share", ours_gf / peak, "fraction", share_target, share_met)
+        res.add("step", case.label, "max_param_diff", r["max_param_diff"], "abs, after 3 steps")
+        share = f"{100 * ours_gf / peak:.0f}%" + (f" ({mark(share_met)})" if share_met is not None else "")
+        lines.append([case.label, f"{r['mlp_core_us']:,.0f}", f"{r['autograd_us']:,.0f}",
+                      f"{r['ratio']:.2f}", f"{target} {mark(met)}", f"{ours_gf:.1f}",
+                      f"{auto_gf:.1f}", share, f"{r['max_param_diff']:.0e}"])
+    res.table(
+        f"Train step (forward, loss, backward, SGD momentum 0.9), {torch.get_num_threads()} torch "
+        f"threads; GEMM peak {peak:.0f} GFLOP/s (torch.mm {peak_n}²)",
+        ["network, batch", "mlp_core µs", "autograd µs", "ratio", "target", "mlp_core GFLOP/s",
+         "autograd GFLOP/s", "% of GEMM peak", "max Δparam"],
+        lines,
+        "Median of alternating timed chunks; mlp_core inside inference_mode, autograd as usual. "
+        "GFLOP/s counts 6·B·Σ fan_in·fan_out per step. max Δparam: both trained 3 steps from the "
+        "same init on the same batches.")
+
+
+def bench_sklearn(res: Results, quick: bool, epochs: int, lr: float) -> None:
+    """Per-epoch time and test accuracy on digits, over seeds; sklearn with both BLAS kernels."""
+    seeds = (0,) if quick else tuple(range(5))
+    variants: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "mlp_core": lambda: [peers.run_mlp_core(epochs, lr, s) for s in seeds],
+        "sklearn": lambda: peers.run_sklearn(epochs, lr, seeds),
+    }
+    if not quick:
+        variants["sklearn, own BLAS kernel"] = lambda: peers.run_sklearn(epochs, lr, seeds, True)
+    out: dict[str, dict[str, Any]] = {}
+    for name, fn in variants.items():
+        runs = fn()
+        out[name] = {"epoch_s": statistics.median(r["epoch_s"] for r in runs),
+                     "test_acc": statistics.mean(r["test_acc"] for r in runs), "info": runs[0]}
+        if name == "mlp_core":
+            out[name]["info"]["epoch_with_metrics_s"] = statistics.median(
+                r["epoch_with_metrics_s"] for r in runs)
+    ours = out["mlp_core"]
+    sk_best = min((v for k, v in out.items() if k != "mlp_core"), key=lambda v: v["epoch_s"])
+    lines = []
+    for name, v in out.items():
+        case = f"digits [128,128] {epochs} epochs"
+        res.add("sklearn", case, f"{name} epoch_s", v["epoch_s"], "s/epoch")
+        res.add("sklearn", case, f"{name} test_acc", v["test_acc"], f"mean over {len(seeds)} seeds")
+        info = v["info"]
+        detail = (f"{info['threads']} torch threads" if name == "mlp_core" else info["blas"])
+        lines.append([name, f"{1e3 * v['epoch_s']:.1f}", f"{v['test_acc']:.4f}", detail])
+    speedup = sk_best["epoch_s"] / ours["epoch_s"]
+    target, met = check(speedup, ">=", 2.0)
+    acc_ok = ours["test_acc"] >= sk_best["test_acc"]
+    res.add("sklearn", "digits", "speedup_vs_fastest_sklearn", speedup, "x", target, met)
+    res.add("sklearn", "digits", "acc_minus_sklearn", ours["test_acc"] - sk_best["test_acc"],
+            "test acc", ">= 0", acc_ok)
+    with_metrics = ours["info"]["epoch_with_metrics_s"]
+    res.table(
+        f"vs scikit-learn MLPClassifier on digits: [128, 128] ReLU, SGD lr {lr} momentum 0.9, "
+        f"batch 64, {epochs} epochs, float32, init U(±√(6/(fan_in+fan_out))) like sklearn's, seeds "
+        f"{list(seeds)} (each its own data split)",
+        ["implementation", "ms / epoch (median)", "test acc (mean)", "BLAS / threads"], lines,
+        f"mlp_core is {speedup:.1f}x faster per epoch than the fastest sklearn ({target}: "
+        f"{mark(met)}); accuracy {'equal or better' if acc_ok else 'lower'} ({mark(acc_ok)}). "
+        f"mlp_core's time is the Trainer's training loop; with its per-epoch metrics "
+        f"(train/val evaluation, layer statistics) an epoch takes {1e3 * with_metrics:.1f} ms.")
+
+
+def bench_sweep(res: Results, quick: bool) -> None:
+    """8 runs via run.py -m, sequential vs joblib with 2 workers; Hydra's overhead per job."""
+    epochs = 5 if quick else 40
+    with tempfile.TemporaryDirectory() as tmp:
+        r = sweep.compare_launchers(Path(tmp), epochs, n_jobs=2)
+    target, met = check(r["speedup"], ">=", 1.7)
+    seq, par = r["sequential"], r["joblib"]
+    case = f"8 runs digits 3x256 {epochs} epochs"
+    for mode, v in (("sequential", seq), ("joblib2", par)):
+        res.add("sweep", case, f"{mode} total_s", v["total_s"], "s")
+        res.add("sweep", case, f"{mode} run_wall_mean_s", v["run_wall_mean_s"], "s")
+    res.add("sweep", case, "overhead_per_job_s", seq["overhead_per_job_s"], "s (sequential)")
+    res.add("sweep", case, "speedup", r["speedup"], "x", target, met)
+    res.table(
+        f"Sweep throughput: `{seq['command']}` (+ `hydra/launcher=joblib hydra.launcher.n_jobs=2`)",
+        ["launcher", "total s", "mean run wall_time_s", "runs completed"],
+        [[m, f"{v['total_s']:.1f}", f"{v['run_wall_mean_s']:.2f}", f"{v['completed']}/{v['runs']}"]
+         for m, v in (("basic (sequential)", seq), ("joblib, 2 workers", par))],
+        f"Speedup {r['speedup']:.2f}x ({target}: {mark(met)}). Outside the runs' own wall time "
+        f"(interpreter, imports, Hydra composition and launching) the sequential sweep spends "
+        f"{seq['overhead_per_job_s']:.2f} s per job, next to {seq['run_wall_mean_s']:.2f} s of "
+        f"training per run (gradcheck, epochs, metrics and checkpoints included).")
+
+
+def bench_compare(res: Results, quick: bool) -> None:
+    """compare.py on a generated sweep tree: load + aggregate, then plots + report."""
+    if __package__:
+        from .make_fake_sweep import bench_compare as run
+    else:
+        from make_fake_sweep import bench_compare as run
+
+    n_runs, n_epochs = (100, 50) if quick else (1000, 50)
+    s = run(n_runs, n_epochs)
+    case = f"{n_runs} runs x {n_epochs} epochs"
+    for key in ("generate", "load_aggregate", "plot_write", "total"):
+        res.add("compare", case, key, s[key], "s")
+    res.table(f"compare.py on a generated tree of {case} (experiments/make_fake_sweep.py)",
+              ["load + aggregate s", "plots + report s", "compare total s", "(generating the tree s)"],
+              [[f"{s['load_aggregate']:.2f}", f"{s['plot_write']:.2f}", f"{s['total']:.2f}",
+                f"{s['generate']:.1f}"]])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repeats, smaller workloads")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help="torch threads for the step and scikit-learn sections (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="digits epochs (default 30, quick 10)")
+    p.add_argument("--lr", type=float, default=0.01, help="digits learning rate (default %(default)s)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output dir (default: outputs/bench/<timestamp>)")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in args.only if s not in SECTIONS]
+    if bad or not args.only:
+        p.error(f"--only: unknown section(s) {bad}; allowed: {', '.join(SECTIONS)}")
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = args.out or REPO / "outputs" / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine.machine_info()
+    print(f"machine: {machine.describe(info)}", flush=True)
+    res = Results()
+    epochs = args.epochs or (10 if args.quick else 30)
+    t0 = time.perf_counter()
+    runners: dict[str, Callable[[], None]] = {
+        "step": lambda: bench_step(res, args.quick),
+        "sklearn": lambda: bench_sklearn(res, args.quick, epochs, args.lr),
+        "sweep": lambda: bench_sweep(res, args.quick),
+        "compare": lambda: bench_compare(res, args.quick),
+    }
+    for name in SECTIONS:
+        if name in args.only:
+            runners[name]()
+    info["load_avg_1min_end"] = machine.load_average()
+    info["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    with open(out / "bench.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(res.rows)
+    (out / "machine.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "bench.md").write_text(f"Machine: {machine.describe(info)}.\n\n"
+                                  + "\n\n".join(res.tables) + "\n")
+    missed = [r for r in res.rows if r["met"] is False]
+    print(f"\n{len(res.rows)} numbers in {out / 'bench.csv'} ({info['bench_seconds']} s); "
+          f"targets missed: {len(missed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

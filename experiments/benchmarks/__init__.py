@@ -1,0 +1,1 @@
+"""Parts of experiments/bench.py: train step vs autograd, vs scikit-learn, sweeps, machine info."""

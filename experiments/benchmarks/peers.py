@@ -1,0 +1,95 @@
+"""mlp_core's Trainer against scikit-learn's MLPClassifier on digits: same net, optimizer, batches.
+
+scikit-learn runs in a child process (`python peers.py '<json>'`), so that its BLAS can be
+timed with this machine's OPENBLAS_CORETYPE setting and, separately, with OpenBLAS choosing
+its own kernel (the variable unset in that child alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlp_core.data import load_dataset
+from mlp_core.model import MLPClassifier
+from mlp_core.optim import SGD, LRSchedule
+from mlp_core.train import TrainConfig, Trainer
+
+HIDDEN, BATCH, MOMENTUM = (128, 128), 64, 0.9
+# sklearn draws weights from U(+-sqrt(6 / (fan_in + fan_out))) for ReLU nets: our xavier_uniform
+INIT = "xavier_uniform"
+BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def run_mlp_core(epochs: int, lr: float, seed: int = 0) -> dict[str, Any]:
+    """Train with the real Trainer; train time from its samples_per_s, full epoch from epoch_time_s."""
+    d = load_dataset("digits", seed=seed, dtype=torch.float32)
+    model = MLPClassifier(d.in_dim, d.out_dim, list(HIDDEN), activation="relu", init=INIT, seed=seed)
+    opt = SGD(model.params, lr=lr, momentum=MOMENTUM)
+    trainer = Trainer(model, opt, LRSchedule(lr, epochs), d,
+                      TrainConfig(epochs=epochs, batch_size=BATCH, seed=seed, log_layers=False))
+    n_train = d.X_train.shape[0]
+    train_s = full_s = 0.0
+    t0 = time.perf_counter()
+    for rec in trainer.run():
+        if rec.metrics["epoch"] > 0:
+            train_s += n_train / rec.metrics["samples_per_s"]
+            full_s += rec.metrics["epoch_time_s"]
+    wall = time.perf_counter() - t0
+    return {"epoch_s": train_s / epochs, "epoch_with_metrics_s": full_s / epochs, "wall_s": wall,
+            "test_acc": trainer.test_metrics()["test_acc"], "epochs": trainer.epoch,
+            "threads": torch.get_num_threads()}
+
+
+def _sklearn_child(epochs: int, lr: float, seed: int) -> dict[str, Any]:
+    """Fit sklearn's MLPClassifier on the same float32 splits; runs in the child process."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkMLP
+    from threadpoolctl import threadpool_info
+
+    d = load_dataset("digits", seed=seed, dtype=torch.float32)
+    X, y = d.X_train.numpy(), d.y_train.numpy()
+    clf = SkMLP(hidden_layer_sizes=HIDDEN, activation="relu", solver="sgd", alpha=0.0,
+                batch_size=BATCH, learning_rate="constant", learning_rate_init=lr,
+                momentum=MOMENTUM, nesterovs_momentum=False, max_iter=epochs, shuffle=True,
+                tol=0.0, n_iter_no_change=epochs + 1, early_stopping=False, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        clf.fit(X, y)
+        fit_s = time.perf_counter() - t0
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return {"epoch_s": fit_s / clf.n_iter_, "wall_s": fit_s, "epochs": clf.n_iter_,
+            "test_acc": float(clf.score(d.X_test.numpy(), d.y_test.numpy())),
+            "dtype": str(clf.coefs_[0].dtype),
+            "blas": ", ".join(f"{b['internal_api']} {b.get('architecture', '?')} "
+                              f"{b['num_threads']} threads" for b in blas[:1])}
+
+
+def run_sklearn(epochs: int, lr: float, seeds: Sequence[int] = (0,), own_kernel: bool = False,
+                timeout: float = 900) -> list[dict[str, Any]]:
+    """One child process fits every seed; own_kernel unsets OPENBLAS_CORETYPE/L2_SIZE for it."""
+    env = dict(os.environ)
+    if own_kernel:
+        for var in BLAS_VARS:
+            env.pop(var, None)
+    arg = json.dumps({"epochs": epochs, "lr": lr, "seeds": list(seeds)})
+    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), arg], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"scikit-learn child failed: {res.stderr.strip()[-500:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    kw = json.loads(sys.argv[1])
+    print(json.dumps([_sklearn_child(kw["epochs"], kw["lr"], s) for s in kw["seeds"]]))
