@@ -63,6 +63,20 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, job: JobInfo | Non
     """
     job = job or job_info()
     rd = RunDir(Path(run_dir) if run_dir else Path(HydraConfig.get().runtime.output_dir))
+    try:
+        return _train(cfg, rd, job)
+    except Exception as e:  # bookkeeping itself failed (disk full, permissions): still data
+        error = f"{type(e).__name__}: {e}"
+        log.error("%s: failed: %s", rd.path, error)
+        summary = {"status": "failed", "error": error}
+        try:
+            atomic_write_json(rd.summary, {**(rd.read_json(rd.summary) or {}), **summary})
+        except Exception:  # nothing more can be recorded there
+            pass
+        return _finish(job, rd, summary, "error")
+
+
+def _train(cfg: DictConfig, rd: RunDir, job: JobInfo) -> dict[str, Any]:
     rd.path.mkdir(parents=True, exist_ok=True)
     where = f"[{job.label}] " if job.label else ""
     try:
@@ -123,7 +137,8 @@ def _execute(cfg: DictConfig, rd: RunDir, key: dict[str, Any], job: JobInfo, res
         summary.update(task=b.data.task, n_params=b.model.n_params)
         trainer = Trainer(b.model, b.optimizer, b.schedule, b.data, b.train)
         if resume:
-            trainer.load_state_dict(torch.load(rd.checkpoint, map_location=cfg.device,
+            # CPU first: RNG states must be CPU tensors; params and buffers are copied over.
+            trainer.load_state_dict(torch.load(rd.checkpoint, map_location="cpu",
                                                weights_only=True))
             truncate_csv(rd.metrics, trainer.epoch)
             truncate_csv(rd.layers, trainer.epoch)
