@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,6 +13,15 @@ from mlp_core.diagnostics import layer_stats
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import LRSchedule, make_optimizer
 from mlp_core.train import EpochRecord, TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Width-64 nets run fastest on one thread, and a loaded machine then does not slow them."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
