@@ -142,7 +142,7 @@ class Config:
     dtype: DType = DType.float32
     threads: str = "auto"  # "auto" or a positive integer
     gradcheck: bool = True
-    gradcheck_tol: float = 1e-5
+    gradcheck_tol: float = 1e-4
     diverge_factor: float = 1e3
     probe_size: int = 256
     log_layers: bool = True
