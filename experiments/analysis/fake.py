@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mlp_core.train import BASE_COLUMNS as _BASE
+from mlp_core.train import LAYER_COLUMNS
+from mlp_core.train import TASK_COLUMNS as TASK_METRICS
+
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 DEFAULT_FACTORS: dict[str, list[Any]] = {
@@ -28,12 +32,6 @@ BASE_CONFIG: dict[str, Any] = {
     "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False,
               "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0},
 }
-_BASE = ["epoch", "step", "lr", "train_loss", "val_loss", "grad_norm", "weight_norm",
-         "epoch_time_s", "samples_per_s"]
-TASK_METRICS = {"classification": ["train_acc", "val_acc"],
-                "regression": ["train_mse", "val_mse", "val_r2"]}
-LAYER_COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "dead_or_saturated_frac",
-                 "grad_norm", "weight_norm", "update_ratio"]
 _QUALITY = {"relu": 0.9, "gelu": 0.85, "silu": 0.8, "tanh": 0.6, "sigmoid": 0.0,
             "he": 0.8, "xavier": 0.5, "lecun": 0.6, "normal": -0.4}
 _GAIN = {"he": 1.0, "xavier": 0.72, "lecun": 0.8, "normal": 0.3}
