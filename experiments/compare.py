@@ -144,7 +144,7 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
         metric=metric, hib=hib, by=by, facet=facet, factors=fx.factors, out=out,
         palette={k: style.make_palette(runs[k]) for k in keys},
         levels={k: style.ordered_levels(runs[k]) for k in keys},
-        replicates=_replicates(table, fx, by, facet), seeds=_replicates(table, fx, None, None))
+        replicates=_replicates(table, fx, by, facet), seeds=_seeds(table, fx))
     loss = [c for c in ("val_loss", "train_loss") if c in long]
     twin = metric.replace("val_", "train_", 1)
     plots.curves(spec, long, [metric] + ([twin] if twin != metric and twin in long else []),
@@ -154,6 +154,7 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
     plots.final_by_factor(spec, table)
     plots.heatmaps(spec, table)
     plots.signal_propagation(spec, rs, runs)
+    plots.layers_over_epochs(spec, rs, runs)
     plots.walltime(spec, table)
     t_plot = time.perf_counter()
 
@@ -179,13 +180,18 @@ def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | N
                         "plot": t_plot - t_agg, "write": t_end - t_plot, "total": t_end - t0}}
 
 
-def _replicates(table: pd.DataFrame, fx: agg.Factors, by: str | None,
-                facet: str | None) -> str:
+def _seeds(table: pd.DataFrame, fx: agg.Factors) -> str:
+    """"3 seeds": the seeds among completed runs."""
     done = table[table["status"] == "completed"]
     n_seeds = done[fx.seed].nunique() if fx.seed and fx.seed in done else 1
+    return f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+
+
+def _replicates(table: pd.DataFrame, fx: agg.Factors, by: str | None,
+                facet: str | None) -> str:
+    """"3 seeds, averaged over depth": what one line of a by x facet figure pools."""
     others = [f for f in fx.factors if f not in (by, facet)]
-    text = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
-    return text + (f", averaged over {', '.join(others)}" if others else "")
+    return _seeds(table, fx) + (f", averaged over {', '.join(others)}" if others else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

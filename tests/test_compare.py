@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import yaml
 
 from experiments import compare
 from experiments.analysis import aggregate as agg
+from experiments.analysis import style
 from experiments.analysis.fake import make_fake_sweep
 from experiments.analysis.load import RunSet, load_runs
 
@@ -21,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 FACTORS = {"activation": ["relu", "tanh"], "init": ["he", "xavier"]}
 PLOTS = ["curves_val_acc.png", "curves_loss.png", "final_by_factor.png",
-         "heatmap_activation__init.png", "signal_propagation.png", "walltime.png"]
+         "heatmap_activation__init.png", "signal_propagation.png", "layers_over_epochs.png",
+         "walltime.png"]
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(b)), None)
 
@@ -145,6 +148,91 @@ def test_report_is_self_contained(fake) -> None:
     html = (out / "report.html").read_text()
     assert html.count("<img src='data:image/png;base64,") == len(PLOTS)
     assert "src='http" not in html and "href=" not in html
+    assert "<b>layers_over_epochs.png</b>: Per hidden layer" in html
+
+
+def test_layers_over_epochs_are_seed_means_of_hidden_layers_of_completed_runs(tmp_path: Path) -> None:
+    sweep = make_fake_sweep(tmp_path / "s", 8, 4, factors={**FACTORS, "depth": [3]},
+                            status_of={0: "diverged"}, p_diverged=0, p_failed=0)
+    rs = load_runs([sweep])
+    got = agg.layer_curves(rs, rs.runs, ["activation"]).set_index(["activation", "layer", "epoch"])
+    rows = []
+    for m in sorted(sweep.rglob("layers.csv")):
+        if json.loads((m.parent / "summary.json").read_text())["status"] != "completed":
+            continue
+        cfg = yaml.safe_load((m.parent / ".hydra" / "config.yaml").read_text())
+        rows.append(pd.read_csv(m).assign(activation=cfg["activation"]))
+    raw = pd.concat(rows)
+    raw = raw[raw["layer"] < 3]  # fc3 is the output layer
+    want = raw.groupby(["activation", "layer", "epoch"])[["dead_or_saturated_frac", "act_mean"]]
+    assert list(got.index) == list(want.mean().index)
+    for col in ("dead_or_saturated_frac", "act_mean"):
+        assert got[col].to_numpy() == pytest.approx(want.mean()[col].to_numpy())
+    assert got["n"].to_numpy().tolist() == want.size().to_numpy().tolist()
+    assert set(got["n"]) == {3, 4}  # 2 inits x 2 seeds per activation; run 0 diverged
+
+
+TEXT_CHECK_FACTORS = [{"init": ["he", "xavier", "normal"]},
+                      {"activation": ["relu", "sigmoid"], "init": ["he", "xavier"],
+                       "depth": [2, 8], "optim.weight_decay": [0.0, 0.0001]}]
+
+
+@pytest.mark.parametrize("factors", TEXT_CHECK_FACTORS, ids=["1 factor", "4 factors"])
+def test_every_text_fits_inside_its_figure_and_titles_clear_the_legend(
+        factors: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without bbox_inches="tight": the layout alone keeps titles, labels and legends on the
+    canvas, and the wrapped title never runs under a legend."""
+    from matplotlib.text import Text
+
+    real_save, seen = style.PlotSpec.save, []
+
+    def checked_save(self: style.PlotSpec, fig, name: str) -> Path:
+        style.fit_title(fig)
+        fig.draw_without_rendering()
+        r = fig.canvas.get_renderer()
+        width, height = fig.bbox.width, fig.bbox.height
+        texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label,
+                                                 *ax.texts)]
+        texts += [t for leg in fig.legends for t in (leg.get_title(), *leg.get_texts())]
+        texts += [t for t in fig.findobj(Text) if t.get_text() == fig.get_suptitle()]
+        texts = [t for t in texts if t.get_visible() and t.get_text().strip()]
+        for t in texts:
+            b = t.get_window_extent(r)
+            assert b.x0 >= -1 and b.x1 <= width + 1 and b.y0 >= -1 and b.y1 <= height + 1, \
+                (name, t.get_text(), b.bounds, (width, height))
+        title = [t for t in texts if t.get_text() == fig.get_suptitle()]
+        for leg in fig.legends:
+            assert not any(t.get_window_extent(r).overlaps(leg.get_window_extent(r))
+                           for t in title), name
+        seen.append(name)
+        return real_save(self, fig, name)
+
+    monkeypatch.setattr(style.PlotSpec, "save", checked_save)
+    n = 2 * len(list(itertools.product(*factors.values())))
+    sweep = make_fake_sweep(tmp_path / "s", n, 4, factors=factors, p_diverged=0, p_failed=0)
+    rc, _, err = run_compare(sweep)
+    assert rc == 0, err
+    assert "layers_over_epochs" in seen and "final_by_factor" in seen
+    assert len([s for s in seen if s.startswith("heatmap_")]) == len(factors) * (len(factors) - 1) // 2
+
+
+def test_a_title_that_runs_under_the_legend_is_rewrapped_left_of_it() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 4.8), layout="constrained")
+    ax.plot([0, 1], [0, 1], label="activation=sigmoid, a long legend label")
+    style.legend(fig, ax.get_lines(), "depth")
+    style.suptitle(fig, "final val_acc against wall time: one point per completed run (16 runs)")
+    title = [t for t in fig.findobj() if getattr(t, "get_text", lambda: "")() ==
+             fig.get_suptitle()][0]
+    fig.draw_without_rendering()
+    r = fig.canvas.get_renderer()
+    assert title.get_window_extent(r).overlaps(fig.legends[0].get_window_extent(r))
+    style.fit_title(fig)
+    fig.draw_without_rendering()
+    assert "\n" in title.get_text()
+    assert title.get_window_extent(r).x1 < fig.legends[0].get_window_extent(r).x0
+    plt.close(fig)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium/chromium-browser on PATH "

@@ -202,3 +202,26 @@ def layer_profile(rs: RunSet, runs: pd.DataFrame, keys: list[str], when: str) ->
     out = g[["act_std", "grad_norm"]].median()
     out["n"] = g["run_id"].nunique()
     return out.reset_index()
+
+
+LAYER_TRACES = ("dead_or_saturated_frac", "act_mean")
+
+
+def layer_curves(rs: RunSet, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean dead_or_saturated_frac and act_mean per (keys..., layer, epoch) over completed runs,
+    hidden layers only (the output layer, each run's last, has no saturation); n = runs."""
+    cols = [*keys, "layer", "epoch", *LAYER_TRACES, "n"]
+    lay = rs.layers
+    if not len(lay) or not set(LAYER_TRACES) <= set(lay.columns):
+        return pd.DataFrame(columns=cols)
+    done = runs.index[runs["status"] == "completed"]
+    lay = lay[lay["run_id"].isin(done)]
+    lay = lay[lay["layer"] < lay.groupby("run_id")["layer"].transform("max")]
+    if not len(lay):
+        return pd.DataFrame(columns=cols)
+    lay = lay.drop_duplicates(["run_id", "epoch", "layer"], keep="last")  # a resumed run
+    lay = lay.join(runs[keys], on="run_id") if keys else lay
+    g = lay.groupby([*keys, "layer", "epoch"], dropna=False, sort=True)
+    out = g[list(LAYER_TRACES)].mean()
+    out["n"] = g.size()
+    return out.reset_index()[cols]

@@ -9,16 +9,19 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .aggregate import curve_stats, layer_profile, t_ci95
+from .aggregate import LAYER_TRACES, curve_stats, layer_curves, layer_profile, t_ci95
 from .load import RunSet
 from .style import (
     MARKERS,
     MAX_FACETS,
     MAX_HEATMAPS,
+    MAX_LAYER_COLUMNS,
     MAX_STYLES,
     STYLES,
     PlotSpec,
@@ -26,6 +29,8 @@ from .style import (
     fmt,
     legend,
     spans_decades,
+    suptitle,
+    wrap,
 )
 
 
@@ -58,7 +63,7 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
                         lo, hi = lo.clip(0, 1), hi.clip(0, 1)
                     ax.fill_between(line["epoch"], lo, hi, color=color, alpha=0.2, lw=0)
         if spec.facet:
-            ax.set_title(f"{spec.facet} = {fl}", fontsize="medium")
+            ax.set_title(wrap(f"{spec.facet} = {fl}", 3.6), fontsize="medium")
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(facets):]:
         ax.set_visible(False)
@@ -81,8 +86,8 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
     legend(fig, handles, spec.by)
     what = " and ".join(cols)
     panels = f", one panel per {spec.facet}" if spec.facet else ""
-    fig.suptitle(f"{what} per epoch by {spec.by or 'run'}{panels}\n"
-                 f"mean ± 95% CI over {spec.replicates} (completed runs)", fontsize="medium")
+    suptitle(fig, f"{what} per epoch by {spec.by or 'run'}{panels}\n"
+                  f"mean ± 95% CI over {spec.replicates} (completed runs)")
     return spec.save(fig, name)
 
 
@@ -102,7 +107,7 @@ def final_by_factor(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
     n = len(spec.factors)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 0.6, 3.2 * nrows + 0.9),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.6 * ncols + 0.6, 6.0), 3.2 * nrows + 0.9),
                              squeeze=False, sharey=True, layout="constrained")
     rng = np.random.default_rng(0)
     for ax, f in zip(axes.flat, spec.factors, strict=False):
@@ -126,9 +131,9 @@ def final_by_factor(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
         ax.set_ylabel(f"final {spec.metric}")
     if spans_decades(done[value]):
         axes[0, 0].set_yscale("log")
-    fig.suptitle(f"final {spec.metric} per level of each factor: mean ± 95% CI over runs\n"
-                 f"(each level averages {spec.seeds} and every level of the other factors; "
-                 f"gray dots: single runs)", fontsize="medium")
+    others = " and every level of the other factors" if n > 1 else ""
+    suptitle(fig, f"final {spec.metric} per level of each factor: mean ± 95% CI over completed "
+                  f"runs\n(each level pools {spec.seeds}{others}; gray dots: single runs)")
     return spec.save(fig, "final_by_factor")
 
 
@@ -144,7 +149,7 @@ def heatmaps(spec: PlotSpec, table: pd.DataFrame) -> list[Path]:
                 .groupby(["_a", "_b"])[value].agg(["mean", "count"]))
         mean = grid["mean"].unstack("_b").reindex(index=spec.levels[a], columns=spec.levels[b])
         count = grid["count"].unstack("_b").reindex_like(mean)
-        fig, ax = plt.subplots(figsize=(1.0 * len(mean.columns) + 3.2,
+        fig, ax = plt.subplots(figsize=(max(1.0 * len(mean.columns) + 3.2, 6.0),
                                         0.55 * len(mean.index) + 2.0), layout="constrained")
         logn = spans_decades(mean.to_numpy())
         norm = LogNorm() if logn else None
@@ -165,8 +170,9 @@ def heatmaps(spec: PlotSpec, table: pd.DataFrame) -> list[Path]:
         ax.set_ylabel(a)
         fig.colorbar(im, ax=ax, label=f"final {spec.metric} (mean)")
         better = "brighter is better"
-        ax.set_title(f"final {spec.metric}: {a} × {b} ({better})\nmean over completed runs "
-                     f"(n per cell), averaging seeds and other factors", fontsize="medium")
+        rest = " and the other factors" if len(spec.factors) > 2 else ""
+        suptitle(fig, f"final {spec.metric}: {a} × {b} ({better})\nmean over completed runs "
+                      f"(n per cell) of {spec.seeds}{rest}")
         paths.append(spec.save(fig, f"heatmap_{a}__{b}"))
     return paths
 
@@ -206,9 +212,72 @@ def signal_propagation(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path |
                     for lab, s in styles.items()]
     legend(fig, handles, spec.by)
     n_init = int(prof["init"]["n"].max()) if len(prof["init"]) else 0
-    fig.suptitle(f"Signal propagation by {spec.by or 'run'}: per-layer activation std and "
-                 f"gradient norm (median over runs, up to {n_init} per line)", fontsize="medium")
+    suptitle(fig, f"Signal propagation by {spec.by or 'run'}: per-layer activation std and "
+                  f"gradient norm\n(median over runs, up to {n_init} per line)")
     return spec.save(fig, "signal_propagation")
+
+
+def _layer_lines(ax: plt.Axes, sub: pd.DataFrame, stat: str, cmap: ListedColormap,
+                 norm: BoundaryNorm) -> None:
+    """One line per layer index of sub (epoch -> stat), colored by layer, as one collection."""
+    segs, idx = [], []
+    for layer, line in sub.groupby("layer", sort=True):
+        xy = line[["epoch", stat]].to_numpy(dtype=float)
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy):
+            segs.append(xy)
+            idx.append(layer)
+    if segs:
+        lc = LineCollection(segs, cmap=cmap, norm=norm, lw=1.5)
+        lc.set_array(np.asarray(idx, dtype=float))
+        ax.add_collection(lc)
+        ax.autoscale_view()
+
+
+def layers_over_epochs(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path | None:
+    """Per hidden layer: dead-or-saturated fraction (top row) and mean activation (bottom)
+    against epoch, one column per `by` level, one line per layer index (sequential colors),
+    mean over the seeds and other factors of completed runs: the Glorot & Bengio view."""
+    prof = layer_curves(rs, runs, ["_by"])
+    if prof.empty:
+        return None
+    present = set(prof["_by"])
+    levels = [lv for lv in spec.levels.get(spec.by or "", ["all runs"]) if lv in present]
+    shown = levels[:MAX_LAYER_COLUMNS]
+    n_layers = int(prof["layer"].max()) + 1
+    cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.9, n_layers)))
+    norm = BoundaryNorm(np.arange(-0.5, n_layers), n_layers)
+    fig, axes = plt.subplots(2, len(shown), figsize=(3.0 * len(shown) + 1.8, 5.8), sharex=True,
+                             sharey="row", squeeze=False, layout="constrained")
+    for j, lvl in enumerate(shown):
+        sub = prof[prof["_by"] == lvl]
+        for i, stat in enumerate(LAYER_TRACES):
+            _layer_lines(axes[i, j], sub, stat, cmap, norm)
+            axes[i, j].grid(alpha=0.3)
+        n_runs = int(sub.loc[sub["layer"] == sub["layer"].min(), "n"].max())
+        head = f"{spec.by} = {lvl}" if spec.by else "all runs"
+        axes[0, j].set_title(wrap(f"{head} ({n_runs} runs)", 2.9), fontsize="medium")
+        axes[1, j].set_xlabel("epoch")
+        axes[1, j].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylim(-0.03, 1.03)
+    axes[0, 0].set_ylabel("dead (ReLU) or saturated\nfraction of units")
+    axes[1, 0].set_ylabel("mean activation")
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9,
+                      label="layer index (0 = first hidden)")
+    cb.locator = MaxNLocator(integer=True)
+    cb.update_ticks()
+    others = [f for f in spec.factors if f != spec.by]
+    pooled = spec.seeds + (f" and every level of {', '.join(others)}" if others else "")
+    notes = []
+    if (prof.groupby(["_by", "epoch"])["n"].nunique() > 1).any():
+        notes.append("a deep layer averages only the runs that have it")
+    if len(levels) > len(shown):
+        notes.append(f"first {len(shown)} of {len(levels)} {spec.by} levels")
+    suptitle(fig, f"Dead or saturated units and mean activation per hidden layer over "
+                  f"training, one column per {spec.by or 'run'} level\n"
+                  f"mean over {pooled} (completed runs)"
+                  + (f"; {'; '.join(notes)}" if notes else ""))
+    return spec.save(fig, "layers_over_epochs")
 
 
 def walltime(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
@@ -234,6 +303,6 @@ def walltime(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
     handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{spec.facet}={lab}")
                 for lab, m in markers.items()]
     legend(fig, handles, spec.by)
-    ax.set_title(f"final {spec.metric} against wall time: one point per completed run "
-                 f"({len(done)} runs)", fontsize="medium")
+    suptitle(fig, f"final {spec.metric} against wall time\none point per completed run "
+                  f"({len(done)} runs, {spec.seeds})")
     return spec.save(fig, "walltime")

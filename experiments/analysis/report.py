@@ -23,6 +23,11 @@ CAPTIONS = {
                 "remaining factors; n = completed runs per cell.",
     "signal_propagation": "Per-layer activation std and weight-gradient norm at init and after "
                           "training (log scale): vanishing or exploding signals show as slopes.",
+    "layers_over_epochs": "Per hidden layer (one line each, darker = closer to the input), the "
+                          "fraction of dead (ReLU) or saturated (sigmoid, tanh) units and the "
+                          "mean activation at every epoch, mean over seeds of completed runs: a "
+                          "top layer pinned at saturation (mean near 0 for sigmoid) is Glorot & "
+                          "Bengio's stalled net.",
     "walltime": "Final metric against the run's wall time: what each configuration costs.",
 }
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -16,8 +18,10 @@ from matplotlib.lines import Line2D
 
 matplotlib.use("Agg")  # files only, never a window
 
-MAX_FACETS, MAX_HEATMAPS, MAX_STYLES = 12, 15, 4
+MAX_FACETS, MAX_HEATMAPS, MAX_STYLES, MAX_LAYER_COLUMNS = 12, 15, 4, 6
 STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P"]
+TITLE_CHARS_PER_INCH = 11.0  # DejaVu Sans at 10 pt ("medium") averages ~6 pt a character
+_TITLES: WeakKeyDictionary = WeakKeyDictionary()  # figure -> (its suptitle Text, unwrapped text)
 
 
 def fmt(v: Any) -> str:
@@ -75,10 +79,45 @@ class PlotSpec:
 
     def save(self, fig: plt.Figure, name: str) -> Path:
         path = self.out / (re.sub(r"[^\w.-]+", "_", name) + ".png")
-        fig.savefig(path, dpi=self.dpi)
+        fit_title(fig)
+        # tight: whatever the layout could not fit (a long tick label, a wide legend) is
+        # kept by growing the canvas, never clipped
+        fig.savefig(path, dpi=self.dpi, bbox_inches="tight", pad_inches=0.1)
         plt.close(fig)
         self.written.append(path)
         return path
+
+
+def wrap(text: str, width_in: float) -> str:
+    """Each line of text wrapped to fit width_in inches at the title font size."""
+    width = max(28, int(width_in * TITLE_CHARS_PER_INCH))
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False)
+                     for line in text.split("\n"))
+
+
+def suptitle(fig: plt.Figure, text: str) -> None:
+    """The figure's title, wrapped to the figure's width (constrained layout makes room for
+    every line, so nothing is cut at either end)."""
+    title = fig.suptitle(wrap(text, 0.96 * fig.get_figwidth()), fontsize="medium")
+    _TITLES[fig] = (title, text)
+
+
+def fit_title(fig: plt.Figure) -> None:
+    """If the title collides with a legend outside the axes (they share the top right corner),
+    re-wrap it into the span left of the legend and center it there. Costs one layout pass,
+    only for figures with such a legend."""
+    title, text = _TITLES.pop(fig, (None, ""))
+    if title is None or not fig.legends:
+        return
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    box = title.get_window_extent(renderer)
+    legends = [leg.get_window_extent(renderer) for leg in fig.legends]
+    if not any(box.overlaps(b) for b in legends):
+        return
+    right = min(b.x0 for b in legends)  # pixels from the figure's left edge
+    title.set_text(wrap(text, 0.96 * right / fig.dpi))
+    title.set_x(0.5 * right / fig.bbox.width)
 
 
 def spans_decades(values: Any, ratio: float = 100.0) -> bool:
