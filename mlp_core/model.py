@@ -18,6 +18,7 @@ from mlp_core.layers import (
     dropout_backward,
     dropout_forward,
     linear_backward,
+    linear_forward,
 )
 from mlp_core.losses import mse, softmax_cross_entropy
 
@@ -116,7 +117,7 @@ class MLP:
         for i in range(self.n_hidden):
             W, b = self._fc[i]
             inputs.append(h)
-            z = torch.addmm(P[b], h, P[W])  # (N, h_i) = h @ W + b
+            z = linear_forward(h, P[W], P[b])  # (N, h_i) = h @ W + b
             if self.batchnorm:
                 gamma, beta, mean, var = self._bn[i]
                 z, bn_cache = batchnorm_forward(
@@ -133,7 +134,7 @@ class MLP:
             h = a
         W, b = self._fc[self.n_hidden]
         inputs.append(h)
-        out = torch.addmm(P[b], h, P[W])
+        out = linear_forward(h, P[W], P[b])
         cache = {"inputs": inputs, "pre": pre, "post": post, "bn": bn_caches, "masks": masks}
         return out, cache
 
@@ -147,7 +148,8 @@ class MLP:
         for i in reversed(range(L)):
             if masks:
                 dh = dropout_backward(dh, masks[i])
-            dz = act_backward(self.activation, dh, pre[i], post[i])
+            # in place: dh is a fresh tensor of ours (a matmul or dropout result)
+            dz = act_backward(self.activation, dh, pre[i], post[i], True)  # inplace
             if self.batchnorm:
                 gamma, beta = self._bn[i][:2]
                 dz, g[gamma], g[beta] = batchnorm_backward(dz, cache["bn"][i])
