@@ -84,20 +84,23 @@ def bench_step(res: Results, quick: bool) -> None:
         if i == len(step.CASES) - 1:
             share_target, share_met = check(ours_gf / peak, ">=", 0.85)
         res.add("step", case.label, "peak_share", ours_gf / peak, "fraction", share_target, share_met)
+        executed = case.flops_executed / r["mlp_core_us"] / 1e3 / peak
+        res.add("step", case.label, "peak_share_executed", executed, "fraction (FLOPs executed)")
         res.add("step", case.label, "max_param_diff", r["max_param_diff"], "abs, after 3 steps")
         share = f"{100 * ours_gf / peak:.0f}%" + (f" ({mark(share_met)})" if share_met is not None else "")
         lines.append([case.label, f"{r['mlp_core_us']:,.0f}", f"{r['autograd_us']:,.0f}",
                       f"{r['ratio']:.2f}", f"{target} {mark(met)}", f"{ours_gf:.1f}",
-                      f"{auto_gf:.1f}", share, f"{r['max_param_diff']:.0e}"])
+                      f"{auto_gf:.1f}", share, f"{100 * executed:.0f}%", f"{r['max_param_diff']:.0e}"])
     res.table(
         f"Train step (forward, loss, backward, SGD momentum 0.9), {torch.get_num_threads()} torch "
         f"threads; GEMM peak {peak:.0f} GFLOP/s (torch.mm {peak_n}²)",
         ["network, batch", "mlp_core µs", "autograd µs", "ratio", "target", "mlp_core GFLOP/s",
-         "autograd GFLOP/s", "% of GEMM peak", "max Δparam"],
+         "autograd GFLOP/s", "% of GEMM peak", "% executed", "max Δparam"],
         lines,
         "Median of alternating timed chunks; mlp_core inside inference_mode, autograd as usual. "
-        "GFLOP/s counts 6·B·Σ fan_in·fan_out per step. max Δparam: both trained 3 steps from the "
-        "same init on the same batches.")
+        "GFLOP/s counts 6·B·Σ fan_in·fan_out per step; neither implementation computes the input's "
+        "gradient, so the FLOPs executed are 2·B·fan_in·fan_out of the first layer fewer (% executed "
+        "uses those). max Δparam: both trained 3 steps from the same init on the same batches.")
 
 
 def bench_sklearn(res: Results, quick: bool, epochs: int, lr: float) -> None:
@@ -227,7 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for name in SECTIONS:
         if name in args.only:
-            runners[name]()
+            with machine.Contention() as busy:
+                runners[name]()
+            if busy.other_share is not None:
+                res.add(name, "machine", "other_cpu_share", busy.other_share,
+                        "of all cores, used by other processes")
+                info[f"other_cpu_share_{name}"] = round(busy.other_share, 3)
+                if busy.other_share > 0.1:
+                    print(f"warning: other processes used {100 * busy.other_share:.0f}% of the "
+                          f"cores during the {name} section: its timings are unreliable", flush=True)
     info["load_avg_1min_end"] = machine.load_average()
     info["bench_seconds"] = round(time.perf_counter() - t0, 1)
     with open(out / "bench.csv", "w", newline="") as f:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import time
 from typing import Any
 
 import torch
@@ -60,3 +62,41 @@ def describe(info: dict[str, Any]) -> str:
     if info.get("load_avg_1min") is not None:
         s += f"; load average at start {info['load_avg_1min']}"
     return s
+
+
+def _busy_cpu_s() -> float | None:
+    """CPU seconds all cores have spent busy since boot (/proc/stat), None where unknown."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds used by this process and the children it has waited for."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Contention:
+    """Measures how much of the machine other processes used while a section ran.
+
+    `other_share` is (busy CPU time of all cores - our own) / (wall time x cores): 0 on a
+    quiet machine, 0.5 when something else kept one of two cores busy throughout.
+    """
+
+    def __enter__(self) -> Contention:
+        self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_cpu_s(), _own_cpu_s()
+        self.other_share: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy1 = _busy_cpu_s()
+        if self.busy0 is None or busy1 is None:
+            return
+        wall = time.perf_counter() - self.t0
+        other = (busy1 - self.busy0) - (_own_cpu_s() - self.own0)
+        self.other_share = max(0.0, other) / max(wall * (os.cpu_count() or 1), 1e-9)
