@@ -205,6 +205,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.01, help="digits learning rate (default %(default)s)")
     p.add_argument("--sweep-epochs", type=int, default=None,
                    help="epochs of each sweep run (default 250, quick 5)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each section, wait up to SECONDS for other processes to leave "
+                        "the cores idle (on a shared machine)")
     p.add_argument("--out", type=Path, default=None,
                    help="output dir (default: outputs/bench/<timestamp>)")
     args = p.parse_args(argv)
@@ -235,6 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for name in SECTIONS:
         if name in args.only:
+            if args.wait_quiet > 0:
+                share = machine.wait_quiet(args.wait_quiet)
+                if share is not None and share >= 0.05:
+                    print(f"machine still busy ({100 * share:.0f}% of the cores) after waiting "
+                          f"{args.wait_quiet:g} s; measuring {name} anyway", flush=True)
             with machine.Contention() as busy:
                 runners[name]()
             if busy.other_share is not None:

@@ -100,3 +100,18 @@ class Contention:
         wall = time.perf_counter() - self.t0
         other = (busy1 - self.busy0) - (_own_cpu_s() - self.own0)
         self.other_share = max(0.0, other) / max(wall * (os.cpu_count() or 1), 1e-9)
+
+
+def wait_quiet(max_s: float, threshold: float = 0.05, window_s: float = 2.0) -> float | None:
+    """Wait (at most max_s) until other processes use < threshold of the cores over a window.
+
+    Returns the last window's busy share (None where /proc/stat is missing)."""
+    deadline = time.monotonic() + max_s
+    while True:
+        b0 = _busy_cpu_s()
+        if b0 is None:
+            return None
+        time.sleep(window_s)
+        share = (_busy_cpu_s() - b0) / (window_s * (os.cpu_count() or 1))
+        if share < threshold or time.monotonic() >= deadline:
+            return share
