@@ -106,21 +106,22 @@ class Trainer:
         lr = self.schedule.lr_at(e)
         opt.lr = lr
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=model.device)
+        recent: list[torch.Tensor] = []  # batch losses, checked for inf/nan every 32 steps
         n_seen, finite = 0, True
-        for k, (Xb, yb) in enumerate(batches(self.data.X_train, self.data.y_train,
-                                             self.cfg.batch_size, self.generator,
-                                             shuffle=True, drop_last=self.drop_last)):
+        for Xb, yb in batches(self.data.X_train, self.data.y_train, self.cfg.batch_size,
+                              self.generator, shuffle=True, drop_last=self.drop_last):
             out, cache = model.forward(Xb, train=True)
             loss, dout = model.loss_and_grad(out, yb)
             grads = model.backprop(dout, cache)
             opt.step(grads)
-            loss_sum += loss
+            recent.append(loss)
             n_seen += Xb.shape[0]
             self.step += 1
-            if k % 32 == 31 and not math.isfinite(float(loss_sum)):
-                finite = False
-                break
+            if len(recent) == 32:  # one sync per 32 steps, no per-step accumulation kernel
+                if not math.isfinite(float(torch.stack(recent).double().sum())):
+                    finite = False
+                    break
+                recent.clear()
         t_train = time.perf_counter() - t0
         self.epoch = e
         rec = self._record(e, lr, n_seen / max(t_train, 1e-12), t0)
