@@ -1,8 +1,9 @@
 """mlp_core's Trainer against scikit-learn's MLPClassifier on digits: same net, optimizer, batches.
 
-scikit-learn runs in a child process (`python peers.py '<json>'`), so that its BLAS can be
-timed with this machine's OPENBLAS_CORETYPE setting and, separately, with OpenBLAS choosing
-its own kernel (the variable unset in that child alone).
+scikit-learn runs in a child process (`python peers.py '<json>'`): its OpenBLAS threads keep
+spinning after each call and would slow torch's threads down in a shared process. A child is
+started with this machine's OPENBLAS_CORETYPE setting or with OpenBLAS choosing its own kernel
+(the variable unset in that child alone).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def run_mlp_core(epochs: int, lr: float, seed: int = 0) -> dict[str, Any]:
             "threads": torch.get_num_threads()}
 
 
-def _sklearn_child(epochs: int, lr: float, seed: int) -> dict[str, Any]:
-    """Fit sklearn's MLPClassifier on the same float32 splits; runs in the child process."""
+def _sklearn(epochs: int, lr: float, seed: int) -> dict[str, Any]:
+    """Fit sklearn's MLPClassifier on the same float32 splits (its BLAS threads: their default)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier as SkMLP
     from threadpoolctl import threadpool_info
@@ -77,7 +78,8 @@ def _sklearn_child(epochs: int, lr: float, seed: int) -> dict[str, Any]:
 
 def run_sklearn(epochs: int, lr: float, seeds: Sequence[int] = (0,), own_kernel: bool = False,
                 timeout: float = 900) -> list[dict[str, Any]]:
-    """One child process fits every seed; own_kernel unsets OPENBLAS_CORETYPE/L2_SIZE for it."""
+    """One result per seed from one child process; own_kernel unsets OPENBLAS_CORETYPE/L2_SIZE
+    for it (numpy's OpenBLAS then picks its kernel for this CPU)."""
     env = dict(os.environ)
     if own_kernel:
         for var in BLAS_VARS:
@@ -92,4 +94,4 @@ def run_sklearn(epochs: int, lr: float, seeds: Sequence[int] = (0,), own_kernel:
 
 if __name__ == "__main__":
     kw = json.loads(sys.argv[1])
-    print(json.dumps([_sklearn_child(kw["epochs"], kw["lr"], s) for s in kw["seeds"]]))
+    print(json.dumps([_sklearn(kw["epochs"], kw["lr"], s) for s in kw["seeds"]]))
