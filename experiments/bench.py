@@ -58,6 +58,7 @@ def check(value: float, op: str, bound: float) -> tuple[str, bool]:
 
 
 def mark(met: bool) -> str:
+    """Verdict cell text."""
     return "met" if met else "**missed**"
 
 
