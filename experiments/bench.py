@@ -90,7 +90,7 @@ def bench_step(res: Results, quick: bool) -> None:
         res.add("step", case.label, "max_param_diff", r["max_param_diff"], "abs, after 3 steps")
         share = f"{100 * ours_gf / peak:.0f}%" + (f" ({mark(share_met)})" if share_met is not None else "")
         lines.append([case.label, f"{r['mlp_core_us']:,.0f}", f"{r['autograd_us']:,.0f}",
-                      f"{r['ratio']:.2f}", f"{target} {mark(met)}", f"{ours_gf:.1f}",
+                      f"{r['ratio']:.3f}", f"{target} {mark(met)}", f"{ours_gf:.1f}",
                       f"{auto_gf:.1f}", share, f"{100 * executed:.0f}%", f"{r['max_param_diff']:.0e}"])
     res.table(
         f"Train step (forward, loss, backward, SGD momentum 0.9), {torch.get_num_threads()} torch "
@@ -149,7 +149,7 @@ def bench_sklearn(res: Results, quick: bool, epochs: int, lr: float) -> None:
 
 def bench_sweep(res: Results, quick: bool, epochs: int | None) -> None:
     """8 runs via run.py -m, sequential vs joblib with 2 workers; Hydra's overhead per job."""
-    epochs = epochs or (5 if quick else 250)
+    epochs = epochs or (5 if quick else 400)
     with tempfile.TemporaryDirectory() as tmp:
         r = sweep.compare_launchers(Path(tmp), epochs, n_jobs=2)
     target, met = check(r["speedup"], ">=", 1.7)
@@ -167,7 +167,7 @@ def bench_sweep(res: Results, quick: bool, epochs: int | None) -> None:
         ["launcher", "total s", "mean run wall_time_s", "runs completed"],
         [[m, f"{v['total_s']:.1f}", f"{v['run_wall_mean_s']:.2f}", f"{v['completed']}/{v['runs']}"]
          for m, v in (("basic (sequential)", seq), ("joblib, 2 workers", par))],
-        f"Speedup {r['speedup']:.2f}x ({target}: {mark(met)}). Hydra's own cost is "
+        f"Speedup {r['speedup']:.3f}x ({target}: {mark(met)}). Hydra's own cost is "
         f"{r['hydra_per_job_s']:.2f} s per job (launching, composing, run dir) plus "
         f"{r['startup_s']:.1f} s once (interpreter, imports, config), next to "
         f"{seq['run_wall_mean_s']:.2f} s per run in summary.json's wall_time_s (gradcheck, "
@@ -203,7 +203,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="digits epochs (default 30, quick 10)")
     p.add_argument("--lr", type=float, default=0.01, help="digits learning rate (default %(default)s)")
     p.add_argument("--sweep-epochs", type=int, default=None,
-                   help="epochs of each sweep run (default 250, quick 5)")
+                   help="epochs of each sweep run (default 400, quick 5)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="before each section, wait up to SECONDS for other processes to leave "
                         "the cores idle (on a shared machine)")
