@@ -1,7 +1,7 @@
 """Measure mlp_core against its peers and write outputs/bench/<timestamp>/bench.csv.
 
-    python experiments/bench.py                      # everything, a few minutes (make bench)
-    python experiments/bench.py --quick              # smaller and fewer repeats (~1 min)
+    python experiments/bench.py                      # everything, ~3.5 min (make bench)
+    python experiments/bench.py --quick              # smaller and fewer repeats (~30 s)
     python experiments/bench.py --only step,sklearn  # some sections: step, sklearn, sweep, compare
 """
 
