@@ -1,4 +1,8 @@
-"""`make demo`: a small real sweep (activation x init x seed on digits), its comparison, and where."""
+"""`make demo`: a small real sweep (activation x init x seed on digits), its comparison, and where.
+
+Six hidden layers with SGD: ReLU trains and sigmoid does not, which the report shows and explains
+(signal propagation, saturation per layer), in about ten seconds on 2 cores.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP = ["activation=relu,tanh", "init=he,xavier", "seed=0,1", "data=digits", "epochs=8"]
+SWEEP = ["activation=relu,sigmoid", "init=he,xavier", "seed=0,1", "data=digits", "depth=6",
+         "optim=sgd", "optim.lr=0.05", "epochs=15"]
 
 
 def main() -> int:
