@@ -65,7 +65,3 @@ def layer_stats(
         })
     return rows
 
-
-def global_grad_norm(grads: dict[str, Tensor]) -> float:
-    """L2 norm of all gradients together."""
-    return math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads.values()))

@@ -10,15 +10,19 @@ from mlp_core.model import MLP
 KINKED = ("relu", "leaky_relu")  # piecewise-linear: a difference quotient across 0 is meaningless
 
 
+def _signs(model: MLP, cache: dict) -> Tensor | None:
+    """Sign pattern of every pre-activation of a kinked activation (None for smooth ones)."""
+    if model.activation in KINKED and cache["pre"]:
+        return torch.cat([(z > 0).view(-1) for z in cache["pre"]])
+    return None
+
+
 def _loss(model: MLP, X: Tensor, y: Tensor, rng_state: Tensor) -> tuple[float, Tensor | None]:
     """Loss with a fixed dropout mask, and the sign pattern of the pre-activations (for kinks)."""
     model.generator.set_state(rng_state)  # the same dropout mask on every evaluation
     out, cache = model._forward(X, True, update_running=False)
     loss, _ = model.loss_and_grad(out, y)
-    signs = None
-    if model.activation in KINKED and cache["pre"]:
-        signs = torch.cat([(z > 0).view(-1) for z in cache["pre"]])
-    return float(loss), signs
+    return float(loss), _signs(model, cache)
 
 
 def gradcheck(
@@ -41,11 +45,10 @@ def gradcheck(
     if m.task == "regression":
         y = y.to(torch.float64)
     rng_state = m.generator.get_state()
-    m.generator.set_state(rng_state)
     out, cache = m._forward(X, True, update_running=False)
     _, dout = m.loss_and_grad(out, y)
     grads = m.backprop(dout, cache)
-    _, signs0 = _loss(m, X, y, rng_state)
+    signs0 = _signs(m, cache)
 
     gen = torch.Generator().manual_seed(seed)
     total = sum(p.numel() for p in m.params.values())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+
+from harness.rundir import atomic_write_json
 
 # Set by harness.callbacks.SweepReport in the launching process; launchers pass the
 # environment on to their workers (joblib/loky and submitit spawn after it is set).
@@ -94,6 +95,4 @@ def record_outcome(job: JobInfo, outcome: dict[str, object]) -> None:
         return
     d = job.sweep_dir / OUTCOMES / launch
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{job.num}.json.tmp"
-    tmp.write_text(json.dumps(outcome))
-    os.replace(tmp, d / f"{job.num}.json")
+    atomic_write_json(d / f"{job.num}.json", outcome)
