@@ -20,14 +20,12 @@ from typing import Any
 
 import torch
 
-if __package__:
-    from .benchmarks import machine, peers, step, sweep
-else:  # run as a script: experiments/ is on sys.path
-    from benchmarks import machine, peers, step, sweep
+from experiments.benchmarks import machine, peers, step, sweep
+from experiments.benchmarks.compare_cost import bench_compare as compare_cost
+from experiments.paths import OUTPUTS
 
 SECTIONS = ("step", "sklearn", "sweep", "compare")
 COLUMNS = ["section", "case", "metric", "value", "unit", "target", "met"]
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Results:
@@ -176,17 +174,12 @@ def bench_sweep(res: Results, quick: bool, epochs: int | None) -> None:
 
 def bench_compare(res: Results, quick: bool) -> None:
     """compare.py on a generated sweep tree: load + aggregate, then plots + report."""
-    if __package__:
-        from .make_fake_sweep import bench_compare as run
-    else:
-        from make_fake_sweep import bench_compare as run
-
     n_runs, n_epochs = (100, 50) if quick else (1000, 50)
-    s = run(n_runs, n_epochs)
+    s = compare_cost(n_runs, n_epochs)
     case = f"{n_runs} runs x {n_epochs} epochs"
     for key in ("generate", "load_aggregate", "plot_write", "total"):
         res.add("compare", case, key, s[key], "s")
-    res.table(f"compare.py on a generated tree of {case} (experiments/make_fake_sweep.py)",
+    res.table(f"compare.py on a generated tree of {case} (experiments/benchmarks/compare_cost.py)",
               ["load + aggregate s", "plots + report s", "compare total s", "(generating the tree s)"],
               [[f"{s['load_aggregate']:.2f}", f"{s['plot_write']:.2f}", f"{s['total']:.2f}",
                 f"{s['generate']:.1f}"]])
@@ -222,7 +215,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = args.out or REPO / "outputs" / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = args.out or OUTPUTS / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     info = machine.machine_info()
     print(f"machine: {machine.describe(info)}", flush=True)

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-if __package__:
-    from .analysis import aggregate as agg
-    from .analysis import plots, report, style
-    from .analysis.load import META_COLUMNS, RunSet, load_runs
-else:  # run as a script: experiments/ is on sys.path
-    from analysis import aggregate as agg
-    from analysis import plots, report, style
-    from analysis.load import META_COLUMNS, RunSet, load_runs
+from experiments.analysis import aggregate as agg
+from experiments.analysis import plots, report, style
+from experiments.analysis.load import META_COLUMNS, RunSet, load_runs
 
 EXAMPLES = """examples:
   python experiments/compare.py                       # newest sweep under outputs/sweeps

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -17,12 +16,15 @@ from typing import Any
 
 import hydra
 import torch
-from harness import callbacks
-from harness.build import build, gradcheck_probe, plain, results_key
-from harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
-from harness.logging_utils import epoch_line, log_to_file, progress
-from harness.preflight import PreflightError, plan
-from harness.rundir import (
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from experiments.harness import callbacks
+from experiments.harness.build import build, gradcheck_probe, plain, results_key
+from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
+from experiments.harness.logging_utils import epoch_line, log_to_file, progress
+from experiments.harness.preflight import PreflightError, plan
+from experiments.harness.rundir import (
     CsvLog,
     RunDir,
     atomic_torch_save,
@@ -30,11 +32,8 @@ from harness.rundir import (
     read_csv,
     truncate_csv,
 )
-from harness.summary import best_metrics, objective, parse_row, scalar, versions
-from harness.validate import CONF_DIR, ConfigError, validate
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
+from experiments.harness.summary import best_metrics, objective, parse_row, scalar, versions
+from experiments.harness.validate import CONF_DIR, ConfigError, validate
 from mlp_core.gradcheck import gradcheck
 from mlp_core.train import LAYER_COLUMNS, Trainer, metric_columns
 
@@ -206,9 +205,6 @@ def cli() -> int:
     except PreflightError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # Launchers that start fresh interpreters (submitit) must find `harness` and `mlp_core`.
-    paths = [str(Path(__file__).resolve().parent), str(CONF_DIR.parent)]
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")])
     main()
     tally = callbacks.LAST_TALLY
     if tally is not None:

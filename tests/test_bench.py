@@ -6,9 +6,8 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from experiments.paths import REPO
 
 
 def test_quick_step_bench_writes_csv_with_every_case(tmp_path):

@@ -16,10 +16,10 @@ import yaml
 from experiments import compare
 from experiments.analysis import aggregate as agg
 from experiments.analysis import style
-from experiments.analysis.fake import make_fake_sweep
 from experiments.analysis.load import RunSet, load_runs
+from experiments.benchmarks.fake_sweep import make_fake_sweep
+from experiments.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 FACTORS = {"activation": ["relu", "tanh"], "init": ["he", "xavier"]}
 PLOTS = ["curves_val_acc.png", "curves_loss.png", "final_by_factor.png",

@@ -10,12 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mlp_core
 from mlp_core.init import init_weight
 from mlp_core.layers import ACTIVATIONS, act_backward, act_forward
 from mlp_core.losses import mse, softmax_cross_entropy
 from mlp_core.model import MLPClassifier, MLPRegressor
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_param_and_buffer_names_follow_the_design():
@@ -160,6 +159,6 @@ def test_whole_library_runs_inside_inference_mode():
 def test_source_never_touches_autograd():
     banned = re.compile(r"torch\.autograd|torch\.nn\b|torch\.func|requires_grad|\.backward\(|"
                         r"^\s*(from|import)\s+(hydra|pandas|matplotlib|omegaconf)", re.M)
-    for path in (ROOT / "mlp_core").glob("*.py"):
+    for path in pathlib.Path(mlp_core.__file__).parent.glob("*.py"):
         hits = [m.group(0) for m in banned.finditer(path.read_text())]
         assert not hits, f"{path.name}: {hits}"

@@ -17,20 +17,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-RUN_PY = REPO / "experiments" / "run.py"
-sys.path.insert(0, str(REPO / "experiments"))
-
-from harness.preflight import PreflightError, plan  # noqa: E402
-from harness.schema import Activation, Init  # noqa: E402
-from harness.validate import group_options  # noqa: E402
-from run import train  # noqa: E402
-
-from mlp_core.data import DATASETS  # noqa: E402
-from mlp_core.init import INITS  # noqa: E402
-from mlp_core.layers import ACTIVATIONS  # noqa: E402
-from mlp_core.train import LAYER_COLUMNS, metric_columns  # noqa: E402
+from experiments.harness.preflight import PreflightError, plan
+from experiments.harness.schema import Activation, Init
+from experiments.harness.validate import group_options
+from experiments.paths import CONF_DIR as CONF
+from experiments.paths import RUN_PY
+from experiments.run import train
+from mlp_core.data import DATASETS
+from mlp_core.init import INITS
+from mlp_core.layers import ACTIVATIONS
+from mlp_core.train import LAYER_COLUMNS, metric_columns
 
 TINY = ["epochs=2", "width=8", "data.n_samples=200"]  # a run of a fraction of a second
 TIMING = ("epoch_time_s", "samples_per_s")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .load import RunSet
+from experiments.analysis.load import RunSet
 
 _HIGHER = re.compile(r"(acc|r2|samples_per_s)$")
 _PATHLIKE = re.compile(r"(^|[._])(path|dir|file|root|cwd|output|out_dir)s?($|[._])")

@@ -15,9 +15,9 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .aggregate import LAYER_TRACES, curve_stats, layer_curves, layer_profile, t_ci95
-from .load import RunSet
-from .style import (
+from experiments.analysis.aggregate import LAYER_TRACES, curve_stats, layer_curves, layer_profile, t_ci95
+from experiments.analysis.load import RunSet
+from experiments.analysis.style import (
     MARKERS,
     MAX_FACETS,
     MAX_HEATMAPS,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .style import fmt
+from experiments.analysis.style import fmt
 
 MAX_HTML_ROWS = 200
 CAPTIONS = {

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from experiments.paths import REPO, RUN_PY
 
 # 8 runs (2 activations x 4 seeds) of ~13 s each at 400 epochs, one torch thread per run in both
 # modes. Shorter runs cannot reach 1.7x on 2 cores: the joblib launcher costs ~3 s more up front
@@ -20,7 +20,7 @@ FIXED = ["data=digits", "depth=3", "width=256", "threads=1"]
 
 def sweep_command(sweep_dir: Path, epochs: int, n_jobs: int) -> list[str]:
     """The run.py multirun command line; n_jobs > 1 picks the joblib launcher."""
-    cmd = [sys.executable, str(REPO / "experiments" / "run.py"), "-m", *FIXED, f"epochs={epochs}",
+    cmd = [sys.executable, str(RUN_PY), "-m", *FIXED, f"epochs={epochs}",
            *FACTORS, f"hydra.sweep.dir={sweep_dir}"]
     if n_jobs > 1:
         cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"]
@@ -56,7 +56,7 @@ def startup_seconds(repeats: int = 2) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), "--help"], cwd=REPO,
+        subprocess.run([sys.executable, str(RUN_PY), "--help"], cwd=REPO,
                        capture_output=True, check=True, timeout=120)
         best = min(best, time.perf_counter() - t0)
     return best

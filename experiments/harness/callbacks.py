@@ -13,8 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from harness.jobs import ENV_LAUNCH, ENV_NJOBS, OUTCOMES
-from harness.preflight import count_jobs
+from experiments.harness.jobs import ENV_LAUNCH, ENV_NJOBS, OUTCOMES
+from experiments.harness.preflight import count_jobs
 
 
 class Tally:
@@ -47,9 +47,7 @@ class Tally:
             if o.get("status") in ("failed", "refused"):
                 out.append(f"  {o['status']}: {Path(str(o.get('dir'))).name}: {o.get('error')}")
         out.append(f"results: {self.sweep_dir}")
-        compare = Path(__file__).resolve().parents[1] / "compare.py"
-        if compare.exists():
-            out.append(f"compare: python experiments/compare.py {self.sweep_dir}")
+        out.append(f"compare: python experiments/compare.py {self.sweep_dir}")
         return out
 
 

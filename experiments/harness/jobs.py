@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from harness.rundir import atomic_write_json
+from experiments.harness.rundir import atomic_write_json
 
 # Set by harness.callbacks.SweepReport in the launching process; launchers pass the
 # environment on to their workers (joblib/loky and submitit spawn after it is set).

@@ -15,7 +15,7 @@ from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from harness.validate import ConfigError, allowed_for, group_options, validate
+from experiments.harness.validate import ConfigError, allowed_for, group_options, validate
 
 # Flags that only show information: nothing runs, so nothing to validate.
 _INFO_FLAGS = ("help", "hydra_help", "info", "shell_completion", "cfg", "experimental_rerun")

@@ -6,10 +6,10 @@ import math
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from experiments.paths import REPO
+
 BEST = {  # task -> (metric, "max"|"min") pairs recorded as best_<metric>; the first is primary
     "classification": [("val_acc", "max"), ("val_loss", "min")],
     "regression": [("val_mse", "min"), ("val_r2", "max"), ("val_loss", "min")],

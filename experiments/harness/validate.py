@@ -6,14 +6,12 @@ import math
 import re
 from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.schema import Activation, CsvTask, DType, Init, Schedule
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from experiments.harness.schema import Activation, CsvTask, DType, Init, Schedule
+from experiments.paths import CONF_DIR
 
 ENUM_KEYS: dict[str, type[Enum]] = {
     "activation": Activation,
