@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from experiments.analysis.aggregate import LAYER_TRACES, curve_stats, layer_curves, layer_profile, t_ci95
-from experiments.analysis.load import RunSet
+from experiments.analysis.analyse import Analysis
 from experiments.analysis.style import (
     MARKERS,
     MAX_FACETS,
@@ -34,12 +34,31 @@ from experiments.analysis.style import (
 )
 
 
+def metric_curves(a: Analysis, spec: PlotSpec) -> Path | None:
+    """curves_<metric>.png: the ranking metric per epoch (and its train_ twin, dashed)."""
+    twin = a.metric.replace("val_", "train_", 1)
+    cols = [a.metric] + ([twin] if twin != a.metric and twin in a.long else [])
+    if a.metric not in a.long:
+        return None
+    return curves(spec, a.long, cols, f"curves_{a.metric}", " / ".join(cols))
+
+
+def loss_curves(a: Analysis, spec: PlotSpec) -> Path | None:
+    """curves_loss.png: val_loss (solid) and train_loss (dashed) per epoch, unless the
+    ranking metric is itself a loss."""
+    loss = [c for c in ("val_loss", "train_loss") if c in a.long]
+    if not loss or a.metric in loss:
+        return None
+    return curves(spec, a.long, loss, "curves_loss", " / ".join(loss))
+
+
 def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
            ylabel: str) -> Path | None:
     """Mean per epoch by `by` (color) for cols (first solid, with a 95% CI band; next dashed),
     one panel per `facet` level. None when no run completed."""
     if not long["status"].eq("completed").any():
         return None
+    long = long.assign(_by=spec.labels(long, spec.by), _facet=spec.labels(long, spec.facet, "all"))
     keys = ["_by", "_facet"]
     stats = {c: curve_stats(long, keys, c) for c in cols}
     facets = spec.levels.get(spec.facet or "", ["all"])[:MAX_FACETS] if spec.facet else ["all"]
@@ -97,9 +116,10 @@ def _level_stats(done: pd.DataFrame, key: str, value: str) -> pd.DataFrame:
     return st
 
 
-def final_by_factor(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
+def final_by_factor(a: Analysis, spec: PlotSpec) -> Path | None:
     """One panel per factor: final metric per level, mean ± 95% CI (marginal over the rest),
     single runs as gray dots."""
+    table = a.table
     value = f"final_{spec.metric}"
     done = table[table["status"] == "completed"]
     if not spec.factors or done.empty:
@@ -137,8 +157,9 @@ def final_by_factor(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
     return spec.save(fig, "final_by_factor")
 
 
-def heatmaps(spec: PlotSpec, table: pd.DataFrame) -> list[Path]:
+def heatmaps(an: Analysis, spec: PlotSpec) -> list[Path]:
     """Mean final metric for each pair of factors, averaged over seeds and the other factors."""
+    table = an.table
     value = f"final_{spec.metric}"
     done = table[table["status"] == "completed"]
     paths = []
@@ -177,9 +198,12 @@ def heatmaps(spec: PlotSpec, table: pd.DataFrame) -> list[Path]:
     return paths
 
 
-def signal_propagation(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path | None:
+def signal_propagation(a: Analysis, spec: PlotSpec) -> Path | None:
     """Median activation std and weight-gradient norm per layer, at init and after training:
     color = `by` level, line style = `facet` level (when it has few levels). Log y."""
+    rs = a.rs
+    runs = a.runs.assign(_by=spec.labels(a.runs, spec.by),
+                         _facet=spec.labels(a.runs, spec.facet, "all"))
     if rs.layers.empty or not runs.index.isin(rs.layers["run_id"]).any():
         return None
     use_facet = spec.facet is not None and len(spec.levels[spec.facet]) <= MAX_STYLES
@@ -234,11 +258,12 @@ def _layer_lines(ax: plt.Axes, sub: pd.DataFrame, stat: str, cmap: ListedColorma
         ax.autoscale_view()
 
 
-def layers_over_epochs(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path | None:
+def layers_over_epochs(a: Analysis, spec: PlotSpec) -> Path | None:
     """Per hidden layer: dead-or-saturated fraction (top row) and mean activation (bottom)
     against epoch, one column per `by` level, one line per layer index (sequential colors),
     mean over the seeds and other factors of completed runs: the Glorot & Bengio view."""
-    prof = layer_curves(rs, runs, ["_by"])
+    runs = a.runs.assign(_by=spec.labels(a.runs, spec.by))
+    prof = layer_curves(a.rs, runs, ["_by"])
     if prof.empty:
         return None
     present = set(prof["_by"])
@@ -280,9 +305,11 @@ def layers_over_epochs(spec: PlotSpec, rs: RunSet, runs: pd.DataFrame) -> Path |
     return spec.save(fig, "layers_over_epochs")
 
 
-def walltime(spec: PlotSpec, table: pd.DataFrame) -> Path | None:
+def walltime(a: Analysis, spec: PlotSpec) -> Path | None:
     """Final metric against wall time, one point per completed run."""
     value = f"final_{spec.metric}"
+    table = a.table.assign(_by=spec.labels(a.table, spec.by),
+                           _facet=spec.labels(a.table, spec.facet, "all"))
     done = table[(table["status"] == "completed") & table["wall_time_s"].notna()]
     if done.empty:
         return None

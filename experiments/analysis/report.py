@@ -213,15 +213,15 @@ def write_report_html(rep: Report, path: Path) -> Path:
 
 def signal_hint(prof: pd.DataFrame, by: str | None) -> str:
     """"At init, the last hidden layer's activation std is 0.9 with init=he and 1e-05 with ..."""
-    if by is None or prof.empty or prof["_by"].nunique() < 2:
+    if by is None or prof.empty or prof[by].nunique() < 2:
         return ""
-    last_hidden = prof.groupby("_by")["layer"].transform("max") - 1
-    at = prof[prof["layer"] == last_hidden].groupby("_by")["act_std"].median().dropna()
+    last_hidden = prof.groupby(by)["layer"].transform("max") - 1
+    at = prof[prof["layer"] == last_hidden].groupby(by)["act_std"].median().dropna()
     if len(at) < 2 or not (at > 0).all():
         return ""
-    hi, lo = at.idxmax(), at.idxmin()
-    if at[hi] / at[lo] < 10:
+    hi, lo = fmt(at.idxmax()), fmt(at.idxmin())
+    if at.max() / at.min() < 10:
         return ""
     return (f"Why, in part: at initialization the last hidden layer's activation std "
-            f"(median) is {at[hi]:.3g} with {by}={hi} but {at[lo]:.3g} with {by}={lo} "
-            f"(a factor of {at[hi] / at[lo]:.3g}; see signal_propagation.png).")
+            f"(median) is {at.max():.3g} with {by}={hi} but {at.min():.3g} with {by}={lo} "
+            f"(a factor of {at.max() / at.min():.3g}; see signal_propagation.png).")

@@ -74,6 +74,12 @@ class PlotSpec:
     dpi: int = 100
     written: list[Path] = field(default_factory=list)
 
+    def labels(self, df: pd.DataFrame, key: str | None, none: str = "all runs") -> pd.Series:
+        """The level label of every row of df for key (one label, `none`, when key is None)."""
+        if key is None:
+            return pd.Series(none, index=df.index, dtype=object)
+        return df[key].map(fmt)
+
     def color(self, key: str | None, label: str) -> Any:
         return self.palette.get(key or "", {}).get(label, "tab:blue")
 

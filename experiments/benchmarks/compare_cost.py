@@ -20,5 +20,5 @@ def bench_compare(n_runs: int = 1000, n_epochs: int = 50, seed: int = 0,
         make_fake_sweep(root, n_runs, n_epochs, seed)
         made = time.perf_counter() - t0
         s = compare([root], root / "compare")["seconds"]
-    return {"generate": made, "load_aggregate": s["load"] + s["aggregate"],
-            "plot_write": s["plot"] + s["write"], "total": s["total"]}
+    return {"generate": made, "load_aggregate": s["load"] + s["analyse"],
+            "plot_write": s["draw"] + s["write"], "total": s["total"]}
