@@ -35,7 +35,7 @@ from experiments.harness.rundir import (
 from experiments.harness.summary import best_metrics, objective, parse_row, scalar, versions
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
 from mlp_core.gradcheck import gradcheck
-from mlp_core.train import LAYER_COLUMNS, Trainer, metric_columns
+from mlp_core.train import LAYER_COLUMNS, Trainer
 
 log = logging.getLogger("harness.run")
 file_only = logging.getLogger("harness.file")  # tracebacks: run.log only, not the console
@@ -150,7 +150,7 @@ def _execute(cfg: DictConfig, rd: RunDir, key: dict[str, Any], job: JobInfo, res
             if not err <= cfg.gradcheck_tol:
                 raise GradcheckFailed(f"gradient check failed: max relative error {err:.2e} "
                                       f"> gradcheck_tol {cfg.gradcheck_tol:g}")
-        logs = [CsvLog(rd.metrics, metric_columns(b.data.task)), CsvLog(rd.layers, LAYER_COLUMNS)]
+        logs = [CsvLog(rd.metrics, trainer.columns), CsvLog(rd.layers, LAYER_COLUMNS)]
         with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
                       job.launcher == "basic") as bar:
             for rec in trainer.run():

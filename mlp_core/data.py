@@ -10,6 +10,7 @@ std of the training split only; a std below ``STD_FLOOR`` counts as 1, so consta
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import random
 from collections.abc import Iterator
@@ -36,8 +37,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "spirals": {"n_classes": 3}, "blobs": {"n_classes": 3, "n_features": 2},
     "circles": {"factor": 0.5}, "friedman1": {"n_features": 10},
     "csv": {"path": None, "target": None, "task": "auto"},
+    "mnist1d": {"canonical": True},
 }
 STD_FLOOR = 1e-6
+MNIST1D_N_SAMPLES, MNIST1D_TEST_FRAC = 5000, 0.2  # the canonical set: 4000 train / 1000 test
 MAX_INFERRED_CLASSES = 20
 
 
@@ -94,23 +97,68 @@ def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         opts["n_features"] = _check_int("n_features", opts["n_features"], lo)
     if "factor" in opts:
         opts["factor"] = _check_num("factor", opts["factor"], 0.0, 1.0)
+    if "canonical" in opts and not isinstance(opts["canonical"], bool):
+        _fail(f"canonical must be true or false, got {opts['canonical']!r}")
     if "task" in opts and opts["task"] not in ("auto", "classification", "regression"):
         _fail(f"task must be one of auto, classification, regression, got {opts['task']!r}")
     return opts
 
 
-def _mnist1d(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _mnist1d_make(**changes: Any) -> dict[str, np.ndarray]:
+    """mnist1d's own ``make_dataset`` on its default arguments with ``changes``; global
+    numpy / ``random`` state is put back afterwards (make_dataset reseeds both)."""
     from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib
 
     args = get_dataset_args()
-    args.num_samples, args.seed, args.iid_noise_scale, args.train_split = n, seed, noise, 1.0
+    for k, v in changes.items():
+        setattr(args, k, v)
     np_state, py_state = np.random.get_state(), random.getstate()
-    try:  # make_dataset reseeds numpy and random globally: put both back
-        d = make_dataset(args)
+    try:
+        return make_dataset(args)
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_published() -> tuple[np.ndarray, np.ndarray, int]:
+    """The canonical set's X, y (train rows first) and its number of training rows; generated
+    once per process (seconds), read-only."""
+    d = _mnist1d_make()
+    X, y = np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
+    X.flags.writeable = y.flags.writeable = False
+    return X, y, len(d["y"])
+
+
+def _mnist1d(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    d = _mnist1d_make(num_samples=n, seed=seed, iid_noise_scale=noise, train_split=1.0)
     return np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
+
+
+def _mnist1d_canonical(n_samples: int | None, noise: float, test_frac: float, val_frac: float,
+                       rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """The published MNIST-1D (Greydanus 2020): the package's default arguments (seed 42,
+    5000 samples, its 4000 / 1000 train / test split). The test rows are the paper's 1000 in
+    the package's order; val is a seeded random ``val_frac`` of the 4000 training rows, the
+    training rows keep the package's order. Returns X, y and (train, val, test) row indices."""
+    if n_samples not in (None, MNIST1D_N_SAMPLES):
+        _fail(f"n_samples={n_samples}: canonical mnist1d has {MNIST1D_N_SAMPLES} samples "
+              "(set canonical=false to choose n_samples)")
+    if noise != DEFAULT_NOISE["mnist1d"]:
+        _fail(f"noise={noise}: canonical mnist1d uses noise {DEFAULT_NOISE['mnist1d']} "
+              "(set canonical=false to choose noise)")
+    if test_frac != MNIST1D_TEST_FRAC:
+        _fail(f"test_frac={test_frac}: canonical mnist1d's test split is the paper's 1000 of "
+              f"5000 samples, test_frac {MNIST1D_TEST_FRAC} (set canonical=false to choose it)")
+    X, y, n_train = _mnist1d_published()
+    n_val = round(val_frac * n_train)
+    if val_frac > 0 and min(n_val, n_train - n_val) < 2:
+        _fail(f"val_frac={val_frac} leaves fewer than 2 samples in train or val of mnist1d's "
+              f"{n_train} training samples")
+    perm = rng.permutation(n_train)
+    parts = (np.sort(perm[n_val:]), np.sort(perm[:n_val]), np.arange(n_train, len(y)))
+    return X, y, parts
 
 
 def _generate(name: str, n: int | None, noise: float, rng: np.random.Generator,
@@ -204,7 +252,7 @@ def _read_csv(path: Any, target: Any, task: str) -> tuple[np.ndarray, np.ndarray
 
 def _split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int]:
     n_test, n_val = round(test_frac * n), round(val_frac * n)
-    if min(n_test, n_val, n - n_test - n_val) < 2:
+    if min(n_test, n_val if val_frac > 0 else 2, n - n_test - n_val) < 2:
         _fail(f"n_samples={n} is too small to split with val_frac={val_frac}, "
               f"test_frac={test_frac} (each split needs 2 samples)")
     return n_test, n_val
@@ -224,8 +272,13 @@ def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None
 
     n_samples: total samples; None = 1000 for synthetic sets, 5000 for mnist1d and every
     row for digits, diabetes and csv (a smaller n_samples subsamples those). noise: None =
-    the dataset's DEFAULT_NOISE (not accepted by digits, diabetes, csv). options: see OPTIONS;
-    an option given as None takes its default. Bad names, options or values raise ValueError.
+    the dataset's DEFAULT_NOISE (not accepted by digits, diabetes, csv). val_frac 0 = no
+    validation split (empty val tensors). options: see OPTIONS; an option given as None takes
+    its default. Bad names, options or values raise ValueError.
+
+    mnist1d with canonical=True (the default) is the published dataset, used as the package
+    makes it (no second standardization): see ``_mnist1d_canonical``; ``seed`` then only draws
+    the val rows and val_frac is a fraction of the 4000 training samples.
     """
     if name not in DATASETS:
         _fail(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -245,19 +298,23 @@ def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None
         _fail(f"dtype must be a floating torch dtype, got {dtype!r}")
 
     rng = np.random.default_rng(seed)
-    n_gen = n_samples or DEFAULT_N_SAMPLES.get(name, SYNTHETIC_N_SAMPLES)
-    if n_gen is not None:
-        _split_sizes(n_gen // 10 * 10 if name == "mnist1d" else n_gen, val_frac, test_frac)
     task, classes = DATASETS[name], None
-    if name == "csv":
-        X, y, task, classes = _read_csv(opts["path"], opts["target"], opts["task"])
+    if name == "mnist1d" and opts["canonical"]:
+        X, y, parts = _mnist1d_canonical(n_samples, noise, test_frac, val_frac, rng)
+        X_tr, X_va, X_te = (X[i].astype(np.float64) for i in parts)
     else:
-        X, y = _generate(name, n_gen, noise, rng, opts)
-    n = len(X) if n_gen is None else min(len(X), n_gen)
-    n_test, n_val = _split_sizes(n, val_frac, test_frac)
-    perm = rng.permutation(len(X))[:n]
-    parts = (perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test])  # train/val/test
-    X_tr, X_va, X_te, _, _ = _standardize(*(X[i].astype(np.float64) for i in parts))
+        n_gen = n_samples or DEFAULT_N_SAMPLES.get(name, SYNTHETIC_N_SAMPLES)
+        if n_gen is not None:
+            _split_sizes(n_gen // 10 * 10 if name == "mnist1d" else n_gen, val_frac, test_frac)
+        if name == "csv":
+            X, y, task, classes = _read_csv(opts["path"], opts["target"], opts["task"])
+        else:
+            X, y = _generate(name, n_gen, noise, rng, opts)
+        n = len(X) if n_gen is None else min(len(X), n_gen)
+        n_test, n_val = _split_sizes(n, val_frac, test_frac)
+        perm = rng.permutation(len(X))[:n]
+        parts = (perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test])  # tr/va/te
+        X_tr, X_va, X_te, _, _ = _standardize(*(X[i].astype(np.float64) for i in parts))
 
     def as_x(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=dtype).to(device)

@@ -23,11 +23,11 @@ LAYER_COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "dead_or_satur
                  "grad_norm", "weight_norm", "update_ratio"]
 
 
-def metric_columns(task: str) -> list[str]:
-    """The metrics.csv columns for a task, in order."""
+def metric_columns(task: str, val: bool = True) -> list[str]:
+    """The metrics.csv columns for a task, in order; without a val split (val=False) no val_*."""
     if task not in TASK_COLUMNS:
         raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASK_COLUMNS)}")
-    return BASE_COLUMNS + TASK_COLUMNS[task]
+    return [c for c in BASE_COLUMNS + TASK_COLUMNS[task] if val or not c.startswith("val_")]
 
 
 @dataclass
@@ -66,7 +66,8 @@ class Trainer:
         if model.task != data.task:
             raise ValueError(f"a {model.task} model cannot train on {data.task} data {data.name!r}")
         self.model, self.opt, self.schedule, self.data, self.cfg = model, optimizer, schedule, data, cfg
-        self.columns = metric_columns(data.task)
+        self.has_val = data.X_val.shape[0] > 0
+        self.columns = metric_columns(data.task, self.has_val)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch order
         n_train = data.X_train.shape[0]
         # BN on a trailing batch of 1-3 samples is unstable: drop the incomplete last batch.
@@ -133,20 +134,20 @@ class Trainer:
     def _record(self, epoch: int, lr: float, samples_per_s: float, t0: float) -> EpochRecord:
         model, d = self.model, self.data
         tr = model.evaluate(d.X_train, d.y_train)
-        va = model.evaluate(d.X_val, d.y_val)
+        va = model.evaluate(d.X_val, d.y_val) if self.has_val else {}
         layers = layer_stats(model, self.X_probe, self.y_probe, self.prev_W)
         self.prev_W = {k: v.clone() for k, v in model.params.items() if k.endswith(".W")}
         grad_norm = math.sqrt(sum(r["grad_norm"] ** 2 for r in layers))  # of the W's
         m: dict[str, Any] = {
             "epoch": epoch, "step": self.step, "lr": lr,
-            "train_loss": tr["loss"], "val_loss": va["loss"],
+            "train_loss": tr["loss"], "val_loss": va.get("loss"),
             "grad_norm": grad_norm, "weight_norm": model.weight_norm(),
             "epoch_time_s": 0.0, "samples_per_s": samples_per_s,
         }
         if d.task == "classification":
-            m.update(train_acc=tr["acc"], val_acc=va["acc"])
+            m.update(train_acc=tr["acc"], val_acc=va.get("acc"))
         else:
-            m.update(train_mse=tr["mse"], val_mse=va["mse"], val_r2=va["r2"])
+            m.update(train_mse=tr["mse"], val_mse=va.get("mse"), val_r2=va.get("r2"))
         m["epoch_time_s"] = time.perf_counter() - t0
         for r in layers:
             r["epoch"] = epoch
@@ -154,7 +155,7 @@ class Trainer:
         return EpochRecord(metrics={c: m[c] for c in self.columns}, layers=layers)
 
     def _check(self, rec: EpochRecord) -> EpochRecord:
-        loss, val = rec.metrics["train_loss"], rec.metrics["val_loss"]
+        loss, val = rec.metrics["train_loss"], rec.metrics.get("val_loss", 0.0)
         limit = self.cfg.diverge_factor * max(self.initial_loss or 1.0, 1.0)
         if rec.status == "diverged" or not (math.isfinite(loss) and math.isfinite(val)) \
                 or loss > limit:

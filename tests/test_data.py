@@ -12,7 +12,7 @@ import torch
 from mlp_core.data import DATASETS, Dataset, batches, load_dataset
 
 BUILTIN = [name for name in DATASETS if name != "csv"]
-SMALL = {"mnist1d": {"n_samples": 300}}  # keep mnist1d generation fast
+SMALL = {"mnist1d": {"n_samples": 300, "canonical": False}}  # keep mnist1d generation fast
 
 
 def load(name: str, **kw) -> Dataset:
@@ -142,13 +142,82 @@ def test_mnist1d_leaves_global_rng_state_and_cwd_alone(tmp_path, monkeypatch):
     random.seed(123)
     np_before, py_before = np.random.get_state(), random.getstate()
     torch_before = torch.get_rng_state()
-    d = load_dataset("mnist1d", n_samples=200)
+    d = load_dataset("mnist1d", n_samples=200, canonical=False)
     assert d.in_dim == 40
     np_after = np.random.get_state()
     assert np_before[0] == np_after[0] and np.array_equal(np_before[1], np_after[1])
     assert np_before[2:] == np_after[2:]
     assert random.getstate() == py_before and torch.equal(torch.get_rng_state(), torch_before)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def published() -> dict:
+    """mnist1d's own canonical set, made the package's way (never get_dataset: it downloads)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:  # make_dataset reseeds numpy and random globally
+        return make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def test_canonical_mnist1d_is_the_packages_own_train_and_test_set_row_by_row(published):
+    assert len(published["y"]) == 4000 and len(published["y_test"]) == 1000
+    d = load_dataset("mnist1d", val_frac=0.0, dtype=torch.float64)
+    assert d.X_val.shape == (0, 40) and d.y_val.shape == (0,)
+    assert torch.equal(d.X_train, torch.from_numpy(published["x"]))
+    assert torch.equal(d.y_train, torch.from_numpy(published["y"]).long())
+    assert torch.equal(d.X_test, torch.from_numpy(published["x_test"]))
+    assert torch.equal(d.y_test, torch.from_numpy(published["y_test"]).long())
+    assert load_dataset("mnist1d").X_test.dtype == torch.float32  # float32 by default
+
+
+def test_canonical_mnist1d_carves_val_from_the_training_rows_and_keeps_the_test_set(published):
+    x, y = torch.from_numpy(published["x"]), torch.from_numpy(published["y"]).long()
+    a, b = (load_dataset("mnist1d", val_frac=0.25, seed=s, dtype=torch.float64) for s in (0, 1))
+    for d in (a, b):
+        assert (len(d.y_train), len(d.y_val)) == (3000, 1000)
+        assert torch.equal(d.X_test, torch.from_numpy(published["x_test"]))
+        rows = {tuple(r.tolist()): i for i, r in enumerate(x)}
+        tr = [rows[tuple(r.tolist())] for r in d.X_train]
+        va = [rows[tuple(r.tolist())] for r in d.X_val]
+        assert sorted(tr + va) == list(range(4000))  # train + val = the 4000, each once
+        assert tr == sorted(tr)  # training rows keep the package's order
+        assert torch.equal(d.y_train, y[tr]) and torch.equal(d.y_val, y[va])
+    assert not torch.equal(a.X_val, b.X_val)  # data.seed draws the val rows
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_samples": 300}, "n_samples=300: canonical mnist1d"),
+    ({"noise": 0.1}, "noise=0.1: canonical mnist1d"),
+    ({"test_frac": 0.3}, "test_frac=0.3: canonical mnist1d"),
+    ({"val_frac": 0.0001}, "val_frac=0.0001 leaves fewer than 2"),
+    ({"canonical": "yes"}, "canonical must be true or false"),
+])
+def test_canonical_mnist1d_refuses_what_would_change_the_published_set(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("mnist1d", **kwargs)
+
+
+def test_canonical_mnist1d_leaves_global_rng_state_alone(tmp_path, monkeypatch):
+    from mlp_core import data
+
+    monkeypatch.chdir(tmp_path)
+    data._mnist1d_published.cache_clear()  # really generate it here
+    np.random.seed(7)
+    random.seed(7)
+    np_before, py_before = np.random.get_state(), random.getstate()
+    load_dataset("mnist1d")
+    assert np.array_equal(np.random.get_state()[1], np_before[1])
+    assert random.getstate() == py_before and os.listdir(tmp_path) == []
+
+
+def test_val_frac_zero_gives_an_empty_val_split_for_any_dataset():
+    d = load_dataset("moons", val_frac=0.0)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (800, 0, 200)
 
 
 def test_importing_data_does_not_import_matplotlib_pandas_or_hydra():

@@ -142,6 +142,20 @@ def test_a_run_writes_metrics_layers_summary_log_and_checkpoint(make_cfg, tmp_pa
     assert state["epoch"] == 2
 
 
+def test_canonical_mnist1d_without_val_trains_on_all_4000_and_writes_no_val_columns(
+        make_cfg, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    result = train(make_cfg("data=mnist1d", "data.val_frac=0", "epochs=1", "width=8",
+                            "batch_size=1000"), run_dir)
+    assert result["status"] == "completed"
+    rows = read_rows(run_dir / "metrics.csv")
+    assert list(rows[0]) == metric_columns("classification", val=False)
+    assert int(rows[1]["step"]) == 4  # 4000 training samples, batches of 1000
+    s = summary(run_dir)
+    assert s["best"]["best_val_acc"] is None and 0 <= s["test"]["test_acc"] <= 1
+    assert "val_" not in (run_dir / "run.log").read_text()
+
+
 def test_a_relaunch_of_a_finished_run_trains_nothing_and_touches_nothing(make_cfg,
                                                                         tmp_path) -> None:
     run_dir = tmp_path / "run"

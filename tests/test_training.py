@@ -103,6 +103,21 @@ def test_records_have_the_contract_columns():
     assert set(trainer.test_metrics()) == {"test_loss", "test_acc"}
 
 
+def test_without_a_val_split_the_records_have_no_val_columns_and_training_completes():
+    for name, task in (("moons", "classification"), ("sine", "regression")):
+        data = load_dataset(name, val_frac=0.0)
+        Model = MLPClassifier if task == "classification" else MLPRegressor
+        model = Model(data.in_dim, data.out_dim, [8], seed=0)
+        trainer = Trainer(model, SGD(model.params, lr=0.1), LRSchedule(0.1, 2), data,
+                          TrainConfig(epochs=2, batch_size=64))
+        recs = list(trainer.run())
+        assert trainer.status == "completed" and len(recs) == 3
+        cols = metric_columns(task, val=False)
+        assert not any(c.startswith("val_") for c in cols) and "train_loss" in cols
+        assert all(list(r.metrics) == cols for r in recs)
+        assert "test_loss" in trainer.test_metrics()
+
+
 def test_same_seed_gives_identical_records():
     def run():
         _, recs = fit("moons", [16], 3, 0.1, dropout=0.2)

@@ -47,15 +47,10 @@ def _fmt(v: Any) -> str:
 
 def epoch_line(m: dict[str, Any], epochs: int, prefix: str = "") -> str:
     """`[run 2 of 4] epoch 3/20 train_loss 0.512 val_loss 0.533 val_acc 0.81 lr 0.01 0.12s`."""
-    metric = "val_acc" if "val_acc" in m else "val_mse"
-    parts = [
-        f"epoch {m['epoch']}/{epochs}",
-        f"train_loss {_fmt(m['train_loss'])}",
-        f"val_loss {_fmt(m['val_loss'])}",
-        f"{metric} {_fmt(m[metric])}",
-        f"lr {_fmt(m['lr'])}",
-        f"{m['epoch_time_s']:.2f}s",
-    ]
+    shown = ["train_loss", "val_loss", "val_acc" if "train_acc" in m else "val_mse"]
+    parts = [f"epoch {m['epoch']}/{epochs}"]
+    parts += [f"{k} {_fmt(m[k])}" for k in shown if k in m]  # no val_* without a val split
+    parts += [f"lr {_fmt(m['lr'])}", f"{m['epoch_time_s']:.2f}s"]
     return (f"[{prefix}] " if prefix else "") + " ".join(parts)
 
 

@@ -55,7 +55,7 @@ class DataConfig:
     name: str = MISSING
     n_samples: int | None = None  # None: all rows (digits, diabetes, csv) or the dataset default
     seed: int = 0
-    val_frac: float = 0.2
+    val_frac: float = 0.2  # 0: no validation split (no val_* columns)
     test_frac: float = 0.2
 
 
@@ -83,6 +83,16 @@ class CirclesData(NoisyData):
 @dataclass
 class Friedman1Data(NoisyData):
     n_features: int = 10
+
+
+@dataclass
+class Mnist1dData(NoisyData):
+    """canonical: the published set (seed 42, its 4000 / 1000 train / test split, the package's
+    own scaling); val_frac is then a fraction of the 4000 training samples, drawn by `seed`,
+    and n_samples / noise / test_frac must stay at the published values. false: generated from
+    `seed` with n_samples and noise, split val_frac / test_frac and standardized like the rest."""
+
+    canonical: bool = True
 
 
 @dataclass
@@ -157,6 +167,7 @@ DATA_SCHEMAS: dict[str, type[DataConfig]] = {
     "blobs": BlobsData,
     "circles": CirclesData,
     "friedman1": Friedman1Data,
+    "mnist1d": Mnist1dData,
     "csv": CsvData,
 }
 

@@ -57,7 +57,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "data.noise": (lambda v: v is None or (_num(v) and v >= 0), "null or a number >= 0"),
     "data.seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    "data.val_frac": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "data.val_frac": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1) (0 = no val split)"),
     "data.test_frac": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
     "data.n_classes": (lambda v: _int(v) and v >= 2, "an integer >= 2"),
     "data.n_features": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
@@ -108,7 +108,7 @@ def allowed_for(key: str) -> str:
         return RULES[key][1]
     if key in ("data", "optim"):
         return ", ".join(group_options(key))
-    if key in ("batchnorm", "gradcheck", "log_layers", "optim.nesterov"):
+    if key in ("batchnorm", "gradcheck", "log_layers", "optim.nesterov", "data.canonical"):
         return "true, false"
     return "see `python experiments/run.py --cfg job`"
 
