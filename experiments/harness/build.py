@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.harness.schema import FREE_KEYS
 from mlp_core.data import Dataset, load_dataset
 from mlp_core.model import MLP, MLPClassifier, MLPRegressor
 from mlp_core.optim import LRSchedule, make_optimizer
@@ -16,7 +17,8 @@ from mlp_core.train import TrainConfig
 
 # Keys that change nothing in a run's results: a re-launch that differs only in these resumes
 # (or skips) instead of refusing. Thread counts can change float rounding in the last bits.
-IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol")
+# The free annotation keys (notes, tags) are never part of a run's identity.
+IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", *FREE_KEYS)
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from experiments.harness.names import inside
 from experiments.harness.validate import ConfigError, allowed_for, group_options, validate
 
 # Flags that only show information: nothing runs, so nothing to validate.
@@ -119,11 +120,25 @@ def plan(argv: Sequence[str], conf_dir: Path, config_name: str = "config") -> Pl
         from_config = [f"{k}={v}" for k, v in params.items()]
         combos = _expand(parser.parse_overrides(from_config + list(args.overrides)))
         configs = [_checked(c, conf_dir, name) for c in combos]
+        for num, cfg in enumerate(configs):
+            _check_run_dir(cfg, num)
         if "Optuna" in sweeper:
             n_jobs = int(OmegaConf.select(base, "hydra.sweeper.n_trials", default=0) or 0)
         else:
             n_jobs = len(combos)
         return Plan(configs, n_jobs, multirun=True)
+
+
+def _check_run_dir(cfg: DictConfig, num: int) -> None:
+    """Refuse a job whose run dir would resolve outside its sweep dir (before Hydra makes it)."""
+    job = cfg.copy()
+    with open_dict(job):
+        job.hydra.job.num = num
+    sweep_dir = Path(str(OmegaConf.select(job, "hydra.sweep.dir")))
+    subdir = str(OmegaConf.select(job, "hydra.sweep.subdir"))
+    if not inside(sweep_dir / subdir, sweep_dir):
+        raise PreflightError(f"invalid config: run dir {subdir!r} of job {num} is not inside "
+                             f"hydra.sweep.dir {sweep_dir}")
 
 
 def _checked(overrides: list[str], conf_dir: Path, name: str, check: bool = True) -> DictConfig:
@@ -133,7 +148,9 @@ def _checked(overrides: list[str], conf_dir: Path, name: str, check: bool = True
         raise PreflightError(_explain(e, overrides, conf_dir, name)) from None
     if not check:
         return cfg
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    task = cfg.copy()  # as Hydra hands it to the job: the schema types kept, hydra removed
+    with open_dict(task):
+        del task["hydra"]
     try:
         validate(task)
     except ConfigError as e:

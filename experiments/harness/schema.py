@@ -7,7 +7,9 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from experiments.harness.names import run_name
 
 # Enum member names are what users type on the command line (omegaconf matches by name).
 
@@ -156,9 +158,15 @@ class Config:
     diverge_factor: float = 1e3
     probe_size: int = 256
     log_layers: bool = True
+    notes: Any = None  # free annotation (text or +notes.<key>=...): never part of the identity
+    tags: Any = None  # free labels (tags=[a,b]): never part of the run's identity
     data: Any = MISSING
     optim: Any = MISSING
 
+
+# The free namespace for annotations: any value, any sub-key, never checked, never part of a
+# run's identity (results key, run dir name). Every other key must be in the schema.
+FREE_KEYS = ("notes", "tags")
 
 DATA_SCHEMAS: dict[str, type[DataConfig]] = {
     "fixed": DataConfig,
@@ -176,6 +184,7 @@ def register() -> None:
     """Store the schemas as `schema/config`, `schema/data/<kind>`, `schema/optim/<name>`.
 
     They live outside the `data` and `optim` groups, so `data=` lists only real datasets.
+    Also registers the `run_name` resolver that makes hydra.sweep.subdir path-safe.
     """
     cs = ConfigStore.instance()
     cs.store(group="schema", name="config", node=Config)
@@ -183,6 +192,9 @@ def register() -> None:
         cs.store(group="schema/data", name=kind, node=schema)
     cs.store(group="schema/optim", name="sgd", node=SGDConfig)
     cs.store(group="schema/optim", name="adam", node=AdamConfig)
+    OmegaConf.register_new_resolver(
+        "run_name", lambda overrides, exclude: run_name(overrides, [*exclude, *FREE_KEYS]),
+        replace=True)
 
 
 register()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.harness.schema import Activation, CsvTask, DType, Init, Schedule
+from experiments.harness.schema import FREE_KEYS, Activation, CsvTask, DType, Init, Schedule
 from experiments.paths import CONF_DIR
 
 ENUM_KEYS: dict[str, type[Enum]] = {
@@ -113,8 +114,41 @@ def allowed_for(key: str) -> str:
     return "see `python experiments/run.py --cfg job`"
 
 
+class UnknownKeyError(ConfigError):
+    """A key the schema does not have (a typo behind `+`, or a key of another group)."""
+
+    def __init__(self, key: str, known: list[str]) -> None:
+        self.key, self.value, self.allowed = key, None, ", ".join(known)
+        ValueError.__init__(self, f"invalid config: unknown key {key} (allowed: {self.allowed}; "
+                            f"free annotations go under {' or '.join(FREE_KEYS)})")
+
+
+def _fields(node: DictConfig) -> list[str] | None:
+    """The keys the node's schema dataclass declares (None for a node without a schema)."""
+    kind = OmegaConf.get_type(node)
+    if kind is None or not dataclasses.is_dataclass(kind):
+        return None
+    return [f.name for f in dataclasses.fields(kind)]
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Raise UnknownKeyError for a key no schema declares, `+` or not; FREE_KEYS are free."""
+    nodes = [("", cfg)] + [(f"{k}.", cfg[k]) for k in ("data", "optim")
+                           if isinstance(cfg.get(k), DictConfig)]
+    for prefix, node in nodes:
+        known = _fields(node)
+        if known is None:
+            continue
+        extra = [k for k in node if k not in known and k != "hydra"
+                 and not (prefix == "" and k in FREE_KEYS)]
+        if extra:
+            raise UnknownKeyError(prefix + str(extra[0]), [prefix + k for k in known
+                                                           if not (prefix == "" and k in FREE_KEYS)])
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first value out of range, unset, or inconsistent."""
+    """Raise ConfigError for the first unknown key, or value out of range, unset, inconsistent."""
+    check_keys(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(missing[0], "???", allowed_for(missing[0]))
