@@ -19,9 +19,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.harness import callbacks
 from experiments.harness.build import build, gradcheck_probe, plain, results_key
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
+from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
 from experiments.harness.preflight import PreflightError, plan
 from experiments.harness.rundir import (
@@ -200,15 +200,17 @@ def main(cfg: DictConfig) -> float:
 
 def cli() -> int:
     """Check every job of the command line, run them through Hydra, return the exit status."""
+    argv = sys.argv[1:]
     try:
-        plan(sys.argv[1:], CONF_DIR)
+        p = plan(argv, CONF_DIR)
     except PreflightError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if p is not None and p.multirun:  # the tally comes from the sweep dir, even if Hydra raises
+        launch = Launch.new(p.sweep_dir, p.n_jobs, argv)
+        sys.argv[1:] = launch.command_line()
+        return launch.run(main)
     main()
-    tally = callbacks.LAST_TALLY
-    if tally is not None:
-        return 1 if tally.n_failed else 0
     if LAST_RUN is not None:
         run_dir, summary = LAST_RUN
         status = summary.get("status")

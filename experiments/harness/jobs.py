@@ -9,13 +9,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from experiments.harness.rundir import atomic_write_json
-
-# Set by harness.callbacks.SweepReport in the launching process; launchers pass the
-# environment on to their workers (joblib/loky and submitit spawn after it is set).
-ENV_LAUNCH = "MLP_HARNESS_LAUNCH"  # id of this multirun launch
-ENV_NJOBS = "MLP_HARNESS_NJOBS"  # number of jobs it runs
-OUTCOMES = ".launch"  # <sweep dir>/.launch/<launch id>/<job num>.json, read at the sweep's end
+from experiments.harness.launch import CALLBACK, Launch
 
 
 @dataclass
@@ -29,6 +23,7 @@ class JobInfo:
     launcher: str = "basic"  # basic | joblib | submitit_local | submitit_slurm | other
     parallel: int = 1  # jobs the launcher runs at once (0 = unknown)
     optuna: bool = False  # launched by the Optuna sweeper (which wants a float or an exception)
+    launch: str = ""  # id of the launch (harness.launch.Launch); empty outside run.py's cli()
 
     @property
     def label(self) -> str:
@@ -61,10 +56,12 @@ def job_info() -> JobInfo:
         launcher = "submitit_slurm" if "Slurm" in target else "submitit_local"
     if hc.mode != RunMode.MULTIRUN:
         return JobInfo(launcher=launcher, parallel=1)
-    total = os.environ.get(ENV_NJOBS)
+    # The launch's id and size come in this job's own Hydra config (set by run.py's cli()).
+    launch = hc.callbacks.get(CALLBACK) or {}
+    total = int(launch.get("n_jobs") or 0)
     optuna = "Optuna" in str(hc.sweeper.get("_target_", ""))
-    return JobInfo(True, int(hc.job.num), int(total) if total else None,
-                   Path(hc.sweep.dir).resolve(), launcher, parallel, optuna)
+    return JobInfo(True, int(hc.job.num), total or None, Path(hc.sweep.dir).resolve(), launcher,
+                   parallel, optuna, str(launch.get("id") or ""))
 
 
 def resolve_threads(threads: str, job: JobInfo) -> int:
@@ -90,9 +87,5 @@ def resolve_threads(threads: str, job: JobInfo) -> int:
 
 def record_outcome(job: JobInfo, outcome: dict[str, object]) -> None:
     """Leave this job's outcome where the launching process collects it at the sweep's end."""
-    launch = os.environ.get(ENV_LAUNCH)
-    if not (job.multirun and launch and job.sweep_dir):
-        return
-    d = job.sweep_dir / OUTCOMES / launch
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(d / f"{job.num}.json", outcome)
+    if job.multirun and job.launch and job.sweep_dir:
+        Launch(job.launch, job.sweep_dir, job.total or 0).record(job.num, outcome)

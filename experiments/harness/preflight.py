@@ -23,10 +23,13 @@ _INFO_FLAGS = ("help", "hydra_help", "info", "shell_completion", "cfg", "experim
 
 
 class Plan:
-    """What a command line will run: its composed configs (one per job) and the job count."""
+    """What a command line will run: its composed configs (one per job), the job count and,
+    for a sweep, its resolved hydra.sweep.dir."""
 
-    def __init__(self, configs: list[DictConfig], n_jobs: int, multirun: bool) -> None:
+    def __init__(self, configs: list[DictConfig], n_jobs: int, multirun: bool, sweep_dir: str = ""
+                 ) -> None:
         self.configs, self.n_jobs, self.multirun = configs, n_jobs, multirun
+        self.sweep_dir = sweep_dir
 
 
 def _explain(exc: Exception, overrides: Sequence[str], conf_dir: Path, name: str) -> str:
@@ -126,7 +129,8 @@ def plan(argv: Sequence[str], conf_dir: Path, config_name: str = "config") -> Pl
             n_jobs = int(OmegaConf.select(base, "hydra.sweeper.n_trials", default=0) or 0)
         else:
             n_jobs = len(combos)
-        return Plan(configs, n_jobs, multirun=True)
+        return Plan(configs, n_jobs, multirun=True,
+                    sweep_dir=str(OmegaConf.select(base, "hydra.sweep.dir")))
 
 
 def _check_run_dir(cfg: DictConfig, num: int) -> None:
