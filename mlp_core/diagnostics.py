@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from mlp_core.model import MLP
@@ -25,12 +26,29 @@ def saturation(activation: str, z: Tensor, a: Tensor) -> float:
     return float((z < -3).all(0).double().mean())
 
 
+PERCENTILES = (15, 50, 85)  # of the pre-activation, as in Ioffe & Szegedy (2015), Fig. 1b-c
+
+
+def pre_percentiles(z: Tensor) -> dict[str, float]:
+    """15th / 50th / 85th percentiles (linear interpolation) of a layer's pre-activation
+    z (N, units): pooled over every unit and sample (pre_pXX) and of unit 0 alone over the
+    samples (unit0_pre_pXX), the fixed unit whose input distribution Fig. 1 follows."""
+    q = torch.tensor([p / 100 for p in PERCENTILES], dtype=torch.float64, device=z.device)
+    z64 = z.double()
+    pooled, unit0 = torch.quantile(z64.flatten(), q), torch.quantile(z64[:, 0], q)
+    out = {f"pre_p{p}": float(v) for p, v in zip(PERCENTILES, pooled, strict=True)}
+    out.update({f"unit0_pre_p{p}": float(v) for p, v in zip(PERCENTILES, unit0, strict=True)})
+    return out
+
+
 def layer_stats(
     model: MLP, X: Tensor, y: Tensor, prev_params: dict[str, Tensor] | None = None
 ) -> list[dict]:
     """One dict per Linear layer (hidden ones, then the output): act_mean, act_std,
     dead_or_saturated_frac, grad_norm (of W), weight_norm (of W), update_ratio
-    (||W - W_prev|| / ||W_prev||, NaN without prev_params).
+    (||W - W_prev|| / ||W_prev||, NaN without prev_params), and the pre-activation's
+    percentiles (``pre_percentiles``: the activation's input, after BN when there is BN; the
+    logits for the output layer).
 
     The probe pass runs in train mode (BN batch stats) without dropout and without
     touching BN running stats, so it is deterministic and does not change the model.
@@ -39,7 +57,7 @@ def layer_stats(
     _, dout = model.loss_and_grad(out, y)
     grads = model.backprop(dout, cache)
     rows = []
-    acts = [*cache["post"], out]
+    acts, pres = [*cache["post"], out], [*cache["pre"], out]
     for i, a in enumerate(acts):
         W = model.params[f"fc{i}.W"]
         wn = float(W.double().norm())
@@ -62,6 +80,7 @@ def layer_stats(
             "grad_norm": float(grads[f"fc{i}.W"].double().norm()),
             "weight_norm": wn,
             "update_ratio": ratio,
+            **pre_percentiles(pres[i]),
         })
     return rows
 

@@ -20,7 +20,8 @@ BASE_COLUMNS = ["epoch", "step", "lr", "train_loss", "val_loss", "grad_norm", "w
 TASK_COLUMNS = {"classification": ["train_acc", "val_acc"],
                 "regression": ["train_mse", "val_mse", "val_r2"]}
 LAYER_COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "dead_or_saturated_frac",
-                 "grad_norm", "weight_norm", "update_ratio"]
+                 "grad_norm", "weight_norm", "update_ratio", "pre_p15", "pre_p50", "pre_p85",
+                 "unit0_pre_p15", "unit0_pre_p50", "unit0_pre_p85"]
 
 
 def metric_columns(task: str, val: bool = True) -> list[str]:

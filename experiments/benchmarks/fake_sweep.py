@@ -106,6 +106,7 @@ def _layers(rng: np.random.Generator, init: str, depth: int, stop: int) -> tuple
     arr = np.column_stack([
         epoch, layer, 0.1 * act_std, act_std, np.clip(0.5 - gain / 2, 0, 1) * np.ones(layer.size),
         grad, 8.0 + 0.01 * epoch, np.where(epoch == 0, math.nan, 1e-3),
+        *(q * act_std for q in (-1.04, 0.0, 1.04) * 2),  # pre-activation percentiles ~ N(0, std)
     ])
     arr[layer == depth, 4] = math.nan  # no saturation figure for the output layer
     return arr, [f"fc{i}" for i in layer]
