@@ -9,17 +9,17 @@ std of the training split only; a std below ``STD_FLOOR`` counts as 1, so consta
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import torch
+
+from mlp_core.user_csv import read_csv
 
 DATASETS: dict[str, str] = {
     "spirals": "classification", "moons": "classification", "circles": "classification",
@@ -41,7 +41,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 STD_FLOOR = 1e-6
 MNIST1D_N_SAMPLES, MNIST1D_TEST_FRAC = 5000, 0.2  # the canonical set: 4000 train / 1000 test
-MAX_INFERRED_CLASSES = 20
 
 
 @dataclass
@@ -198,58 +197,6 @@ def _generate(name: str, n: int | None, noise: float, rng: np.random.Generator,
     raise AssertionError(name)  # pragma: no cover
 
 
-def _parse(values: list[str]) -> np.ndarray | None:
-    """Column as float64, or None if any cell is non-numeric, empty or non-finite."""
-    try:
-        col = np.array([float(v) for v in values])
-    except ValueError:
-        return None
-    return col if np.isfinite(col).all() else None
-
-
-def _read_csv(path: Any, target: Any, task: str) -> tuple[np.ndarray, np.ndarray, str, tuple]:
-    """Read a header + numeric-features csv; returns X, y, task, classes."""
-    if path is None:
-        _fail("dataset 'csv' needs option path=<file.csv>")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"csv file not found: {p}")
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        rows = [[c.strip() for c in r] for r in csv.reader(f) if any(c.strip() for c in r)]
-    if not rows:
-        _fail(f"csv file {p} is empty")
-    header, body = rows[0], rows[1:]
-    if not body:
-        _fail(f"csv file {p} has a header but no data rows")
-    if target is None or target not in header:
-        _fail(f"target column {target!r} not found in {p}; available columns: {', '.join(header)}")
-    for i, r in enumerate(body, start=2):
-        if len(r) != len(header):
-            _fail(f"csv file {p}: row {i} has {len(r)} fields, the header has {len(header)}")
-    cols = dict(zip(header, zip(*body, strict=True), strict=True))
-    feats = [c for c in header if c != target]
-    if not feats:
-        _fail(f"csv file {p} has no feature columns besides target {target!r}")
-    parsed = {c: _parse(list(cols[c])) for c in feats}
-    bad = [c for c in feats if parsed[c] is None]
-    if bad:
-        _fail(f"non-numeric or missing values in feature columns of {p}: {', '.join(bad)}")
-    X = np.stack([parsed[c] for c in feats], axis=1)
-    labels, t = list(cols[target]), _parse(list(cols[target]))
-    if task == "auto":
-        small = t is not None and (t == np.round(t)).all() and len(set(t)) <= MAX_INFERRED_CLASSES
-        task = "classification" if t is None or small else "regression"
-    if task == "regression":
-        if t is None:
-            _fail(f"target column {target!r} is not numeric; use task=classification")
-        return X, t, task, ()
-    if t is not None:  # numeric labels: order by value, keep ints as ints
-        labels = [int(v) if v == round(v) else float(v) for v in t]
-    classes = tuple(sorted(set(labels)))
-    index = {c: i for i, c in enumerate(classes)}
-    return X, np.array([index[v] for v in labels]), task, classes
-
-
 def _split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int]:
     n_test, n_val = round(test_frac * n), round(val_frac * n)
     if min(n_test, n_val if val_frac > 0 else 2, n - n_test - n_val) < 2:
@@ -307,7 +254,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None
         if n_gen is not None:
             _split_sizes(n_gen // 10 * 10 if name == "mnist1d" else n_gen, val_frac, test_frac)
         if name == "csv":
-            X, y, task, classes = _read_csv(opts["path"], opts["target"], opts["task"])
+            X, y, task, classes = read_csv(opts["path"], opts["target"], opts["task"])
         else:
             X, y = _generate(name, n_gen, noise, rng, opts)
         n = len(X) if n_gen is None else min(len(X), n_gen)

@@ -266,7 +266,7 @@ def test_csv_missing_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("text, target, match", [
     ("a,b,label\n1,2,3\n", "y", "target column 'y' not found .*available columns: a, b, label"),
-    ("a,b,label\n1,x,3\n2,,4\n", "label", "non-numeric or missing values .*: b$"),
+    ("a,b,label\n1,x,3\n2,,4\n", "label", "non-numeric value 'x' in feature column 'b', row 2$"),
     ("", "label", "is empty"),
     ("a,b,label\n", "label", "no data rows"),
     ("a,b,label\n1,2\n", "label", "row 2 has 2 fields"),

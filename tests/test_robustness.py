@@ -12,12 +12,63 @@ import pytest
 from experiments.harness.names import inside, run_name
 from experiments.harness.preflight import PreflightError, plan
 from experiments.paths import CONF_DIR, RUN_PY
+from mlp_core.data import load_dataset
 
 
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(RUN_PY), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- 4. user CSVs
+def _rows(target: list[str], a: list[str] | None = None) -> str:
+    a = a or [str(i * 0.5) for i in range(len(target))]
+    return "a,b,y\n" + "".join(f"{x},{i % 3},{t}\n" for i, (x, t) in enumerate(zip(a, target, strict=True)))
+
+
+REGRESSION = [f"{i * 0.37:.2f}" for i in range(30)]
+CSV_CASES = {  # name -> (file text, message naming what and where; line 1 is the header)
+    "nan_in_regression_target": (_rows(REGRESSION[:5] + ["nan"] + REGRESSION[6:]),
+                                 r"non-finite value 'nan' in target column 'y', row 7$"),
+    "empty_target_cell": (_rows(["0", "1"] * 5 + [""] + ["1"] * 5),
+                          r"missing value in target column 'y', row 12$"),
+    "duplicate_column_names": ("a,a,y\n" + "1,2,0\n3,4,1\n" * 10,
+                               r"duplicate column name 'a' \(columns 1 and 2\)$"),
+    "feature_that_overflows_the_std": (_rows(["0", "1"] * 10, ["1e300", "-1e300"] * 10),
+                                       r"feature column 'a' overflows float64 .* at row 2\); rescale it$"),
+    "inf_feature": (_rows(["0", "1"] * 10, ["1"] * 3 + ["inf"] + ["2"] * 16),
+                    r"non-finite value 'inf' in feature column 'a', row 5$"),
+    "single_class": (_rows(["1"] * 20), r"target column 'y' has a single class \(1\)"),
+    "mixed_numbers_and_text": (_rows(["0", "1"] * 5 + ["cat"] + ["1"] * 5),
+                               r"target column 'y' mixes numbers and text \(row 12: 'cat'\)"),
+}
+
+
+@pytest.mark.parametrize("case", CSV_CASES)
+def test_a_bad_user_csv_is_refused_naming_file_column_and_row(case: str, tmp_path: Path) -> None:
+    text, match = CSV_CASES[case]
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as err:
+        load_dataset("csv", path=str(path), target="y")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_csv_directory_or_latin1_file_says_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=f"csv path {tmp_path} is a directory"):
+        load_dataset("csv", path=str(tmp_path), target="y")
+    path = tmp_path / "l.csv"
+    path.write_bytes("a,b,y\n1,2,0\n3,4,1\n5,6,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=f"csv file {path}: line 4 is not valid UTF-8"):
+        load_dataset("csv", path=str(path), target="y")
+
+
+def test_a_mixed_target_is_a_label_set_when_the_task_says_classification(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(_rows(["0", "1"] * 5 + ["cat"] + ["1"] * 5))
+    d = load_dataset("csv", path=str(path), target="y", task="classification")
+    assert d.classes == ("0", "1", "cat")
 
 
 # ---------------------------------------------------------------- 5. keys
