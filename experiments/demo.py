@@ -1,7 +1,9 @@
-"""`make demo`: a small real sweep (activation x init x seed on digits), its comparison, and where.
+"""`make demo`: two small real sweeps, their comparisons, and where the reports are.
 
-Six hidden layers with SGD: ReLU trains and sigmoid does not, which the report shows and explains
-(signal propagation, saturation per layer), in about ten seconds on 2 cores.
+Classification: activation x init x seed on digits, six hidden layers with SGD: ReLU trains and
+sigmoid does not, which the report shows and explains (signal propagation, saturation per layer).
+Regression: ReLU vs sigmoid on sine (4 hidden layers, Adam, 3 seeds), ranked by val_mse (lower
+is better). Measured: about ten seconds for the first sweep and ten for the second on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -12,23 +14,36 @@ import time
 
 from experiments.paths import COMPARE_PY, OUTPUTS, REPO, RUN_PY
 
-SWEEP = ["activation=relu,sigmoid", "init=he,xavier", "seed=0,1", "data=digits", "depth=6",
-         "optim=sgd", "optim.lr=0.05", "epochs=15"]
+STUDIES = {  # name -> the sweep's overrides
+    "classification": ["activation=relu,sigmoid", "init=he,xavier", "seed=0,1", "data=digits",
+                       "depth=6", "optim=sgd", "optim.lr=0.05", "epochs=15"],
+    "regression": ["activation=relu,sigmoid", "seed=0,1,2", "data=sine", "depth=4", "epochs=10",
+                   "threads=1"],
+}
 
 
-def main() -> int:
-    sweep_dir = OUTPUTS / "sweeps" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_demo"
-    cmd = [sys.executable, str(RUN_PY), "-m", *SWEEP,
-           f"hydra.sweep.dir={sweep_dir}"]
-    print("$", " ".join(cmd[1:]), flush=True)
+def study(name: str, overrides: list[str], stamp: str) -> tuple[int, str]:
+    """Run one sweep and compare it; returns the exit status and the lines saying where."""
+    sweep_dir = OUTPUTS / "sweeps" / f"{stamp}_demo_{name}"
+    cmd = [sys.executable, str(RUN_PY), "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    print("$", "python experiments/run.py", " ".join(cmd[2:]), flush=True)
     rc = subprocess.call(cmd, cwd=REPO)
     print("$", "python experiments/compare.py", sweep_dir, flush=True)
     rc = subprocess.call([sys.executable, str(COMPARE_PY), str(sweep_dir)], cwd=REPO) or rc
-    print(f"\nsweep:  {sweep_dir}  (one folder per run: metrics.csv, layers.csv, summary.json)")
     report = sweep_dir / "compare" / "report.html"
+    where = f"{name} sweep:  {sweep_dir}  (one folder per run: metrics.csv, layers.csv, summary.json)"
     if report.exists():
-        print(f"report: {report}")
-    return rc
+        where += f"\n{name} report: {report}"
+    return rc, where
+
+
+def main() -> int:
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    results = [study(name, overrides, stamp) for name, overrides in STUDIES.items()]
+    print()
+    for _, where in results:
+        print(where)
+    return max(rc for rc, _ in results)
 
 
 if __name__ == "__main__":

@@ -179,9 +179,28 @@ def _execute(cfg: DictConfig, rd: RunDir, key: dict[str, Any], job: JobInfo, res
                        epochs_completed=rows[-1]["epoch"] if rows else 0,
                        wall_time_s=wall_before + time.perf_counter() - t0)
         atomic_write_json(rd.summary, summary)
-    log.info("%s%s after %d epochs in %.1fs -> %s", where, summary["status"],
-             summary["epochs_completed"], summary["wall_time_s"], rd.path)
+    pngs = _draw_curves(cfg, rd, summary["status"], job) if rows else []
+    log.info("%s%s after %d epochs in %.1fs -> %s%s", where, summary["status"],
+             summary["epochs_completed"], summary["wall_time_s"], rd.path,
+             f" ({', '.join(p.name for p in pngs)})" if pngs else "")
     return summary
+
+
+def _draw_curves(cfg: DictConfig, rd: RunDir, status: str, job: JobInfo) -> list[Path]:
+    """The run's curves_*.png when `plot` asks for them (null: a single run yes, a sweep no).
+    A figure that fails is a warning: it never changes the run's status."""
+    if not (cfg.plot if cfg.plot is not None else not job.multirun):
+        return []
+    from experiments.analysis.run_curves import draw_run  # matplotlib loads only when drawing
+    o = cfg.optim
+    label = (f"{cfg.data.name}, {cfg.depth}x{cfg.width} {cfg.activation.name}, init "
+             f"{cfg.init.name}{', batchnorm' if cfg.batchnorm else ''}, {o.name} lr {o.lr:g}, "
+             f"seed {cfg.seed}")
+    try:
+        return draw_run(rd.path, status, label, cfg.epochs)
+    except Exception as e:
+        log.warning("%s: learning curves not drawn: %s: %s", rd.path, type(e).__name__, e)
+        return []
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

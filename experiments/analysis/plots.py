@@ -26,6 +26,7 @@ from experiments.analysis.style import (
     STYLES,
     PlotSpec,
     color_handles,
+    fit_y,
     fmt,
     legend,
     spans_decades,
@@ -91,13 +92,7 @@ def curves(spec: PlotSpec, long: pd.DataFrame, cols: list[str], name: str,
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
-    v = np.concatenate(values) if values else np.array([])
-    v = v[np.isfinite(v)]
-    if spans_decades(v):
-        axes[0, 0].set_yscale("log")
-    elif v.size:  # the lines decide the range: a 2-seed CI band may be huge
-        pad = 0.12 * (v.max() - v.min()) or 0.05 * abs(v.max()) or 0.1
-        axes[0, 0].set_ylim(v.min() - pad, v.max() + pad)
+    fit_y(axes[0, 0], values)
     handles = color_handles(spec, spec.by)
     if len(cols) > 1:
         handles += [Line2D([], [], color="gray", ls=s, label=c)

@@ -133,6 +133,18 @@ def spans_decades(values: Any, ratio: float = 100.0) -> bool:
     return bool(v.size) and v.min() > 0 and v.max() / v.min() > ratio
 
 
+def fit_y(ax: plt.Axes, values: list[np.ndarray]) -> None:
+    """The y axis of a curves figure: log when the lines span decades, else the lines' range
+    with a margin (the lines decide it: a 2-seed CI band may be huge)."""
+    v = np.concatenate(values) if values else np.array([])
+    v = v[np.isfinite(v)]
+    if spans_decades(v):
+        ax.set_yscale("log")
+    elif v.size:
+        pad = 0.12 * (v.max() - v.min()) or 0.05 * abs(v.max()) or 0.1
+        ax.set_ylim(v.min() - pad, v.max() + pad)
+
+
 def legend(fig: plt.Figure, handles: list, title: str | None) -> None:
     """Legend outside the axes, to the right, never over data."""
     if handles:

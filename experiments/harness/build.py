@@ -18,7 +18,7 @@ from mlp_core.train import TrainConfig
 # Keys that change nothing in a run's results: a re-launch that differs only in these resumes
 # (or skips) instead of refusing. Thread counts can change float rounding in the last bits.
 # The free annotation keys (notes, tags) are never part of a run's identity.
-IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", *FREE_KEYS)
+IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", *FREE_KEYS)
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:

@@ -160,6 +160,7 @@ class Config:
     log_layers: bool = True
     notes: Any = None  # free annotation (text or +notes.<key>=...): never part of the identity
     tags: Any = None  # free labels (tags=[a,b]): never part of the run's identity
+    plot: bool | None = None  # learning-curve PNGs in the run dir; null: single run yes, sweep no
     data: Any = MISSING
     optim: Any = MISSING
 

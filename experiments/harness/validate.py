@@ -111,6 +111,8 @@ def allowed_for(key: str) -> str:
         return ", ".join(group_options(key))
     if key in ("batchnorm", "gradcheck", "log_layers", "optim.nesterov", "data.canonical"):
         return "true, false"
+    if key == "plot":
+        return "true, false, null (single run: true, sweep: false)"
     return "see `python experiments/run.py --cfg job`"
 
 
