@@ -15,10 +15,11 @@ from experiments.analysis.style import STYLES, fit_y, suptitle
 
 COLOR = "tab:blue"
 DPI = 100
-# task metric -> the panels of its figure: (ylabel, columns drawn, the first solid, next dashed)
+# task -> its primary metric and the panels of that figure: (ylabel, columns; first solid, next
+# dashed). A column the run did not log (no val split: val_frac=0) is left out.
 PANELS = {
-    "val_acc": [("accuracy", ["val_acc", "train_acc"])],
-    "val_mse": [("MSE", ["val_mse", "train_mse"]), ("R²", ["val_r2"])],
+    "classification": ("val_acc", [("accuracy", ["val_acc", "train_acc"])]),
+    "regression": ("val_mse", [("MSE", ["val_mse", "train_mse"]), ("R²", ["val_r2"])]),
 }
 
 
@@ -26,7 +27,7 @@ def _status_note(status: str, last: int, epochs: int | None) -> str:
     """How the run ended, for the title: '20 epochs', 'diverged at epoch 7', ..."""
     of = f" of {epochs}" if epochs else ""
     if status == "completed":
-        return f"{last} epochs"
+        return f"completed {last} epochs"
     if status == "diverged":
         return f"diverged at epoch {last} (marked)"
     return f"{status} after epoch {last}{of}"
@@ -64,7 +65,7 @@ def draw_run(run_dir: str | Path, status: str, label: str, epochs: int | None = 
              metrics_file: str = "metrics.csv") -> list[Path]:
     """Draw curves_loss.png and curves_<metric>.png from run_dir's metrics.csv.
 
-    `status` is how the run ended, `label` what it was (the title's second line), `epochs` how
+    `status` is how the run ended, `label` what it was (the title's first line), `epochs` how
     many it was asked for. A diverged run is drawn up to its last finite value with the
     divergence epoch marked; an interrupted or failed one up to its last epoch. Each PNG
     records the points it drew per column in its Description text chunk. Returns the PNGs
@@ -75,16 +76,16 @@ def draw_run(run_dir: str | Path, status: str, label: str, epochs: int | None = 
     if metrics.empty:
         return []
     last = int(metrics["epoch"].iloc[-1])
-    metric = "val_acc" if "val_acc" in metrics else "val_mse"
-    note = f"{label}: {_status_note(status, last, epochs)}"
+    metric, panels = PANELS["classification" if "train_acc" in metrics else "regression"]
+    note = _status_note(status, last, epochs)
     diverged_at = last if status == "diverged" else None
     written = []
-    for name, panels, what in [
+    for name, figure_panels, what in [
         ("curves_loss", [("loss", ["val_loss", "train_loss"])], "loss"),
-        (f"curves_{metric}", PANELS[metric], " and ".join(p[0] for p in PANELS[metric])),
+        (f"curves_{metric}", panels, " and ".join(p[0] for p in panels)),
     ]:
-        fig, drawn = _figure(metrics, panels, f"{what} per epoch (val solid, train dashed)\n{note}",
-                             diverged_at)
+        title = f"{label}\n{what} per epoch, {note}"
+        fig, drawn = _figure(metrics, figure_panels, title, diverged_at)
         path = run_dir / f"{name}.png"
         fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1,
                     metadata={"Description": json.dumps({"points": drawn, "status": status,
