@@ -12,6 +12,7 @@ from experiments.analysis.analyse import UsageError, analyse
 from experiments.analysis.draw import draw
 from experiments.analysis.load import RunSet, load_runs
 from experiments.analysis.write import write
+from experiments.record import CONFIG, METRICS
 
 EXAMPLES = """examples:
   python experiments/compare.py                       # newest sweep under outputs/sweeps
@@ -27,8 +28,8 @@ exit status: 0 done, 2 no runs found / filter matched nothing / bad option value
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="compare.py", description=__doc__ + " Runs are found by **/metrics.csv; "
-        "each run's config is read from the .hydra/config.yaml beside it.",
+        prog="compare.py", description=__doc__ + f" Runs are found by **/{METRICS}; "
+        f"each run's config is read from the {CONFIG} the harness wrote beside it.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="sweep dirs, run dirs or any parents of them, searched recursively "

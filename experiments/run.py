@@ -19,7 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.harness.build import build, gradcheck_probe, plain, results_key
+from experiments.harness.build import build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
@@ -34,8 +34,9 @@ from experiments.harness.rundir import (
 )
 from experiments.harness.summary import best_metrics, objective, parse_row, scalar, versions
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
+from experiments.record import BAD, LAYER_COLUMNS
 from mlp_core.gradcheck import gradcheck
-from mlp_core.train import LAYER_COLUMNS, Trainer
+from mlp_core.train import Trainer
 
 log = logging.getLogger("harness.run")
 file_only = logging.getLogger("harness.file")  # tracebacks: run.log only, not the console
@@ -85,21 +86,19 @@ def _train(cfg: DictConfig, rd: RunDir, job: JobInfo) -> dict[str, Any]:
             shutil.rmtree(rd.path)
         log.error("%s%s", where, e)
         return _finish(job, rd, {"status": "failed", "error": str(e)}, "invalid")
-    key = results_key(cfg)
-    decision = rd.decide(key)
+    config = plain(cfg)
+    decision = rd.decide(config)
     if decision.action == "skip":
-        rd.restore_hydra()
         log.info("%s%s: %s, nothing to do", where, rd.path, decision.reason)
         return _finish(job, rd, rd.read_json(rd.summary) or {}, "skip")
     if decision.action == "refuse":
-        rd.restore_hydra()
         msg = (f"refused to run in {rd.path}: {decision.reason} "
                "(choose another hydra.sweep.dir or hydra.run.dir)")
         with log_to_file(rd.log, file_only):
             log.error("%s%s", where, msg)
         return _finish(job, rd, {"status": "refused", "error": msg}, "refuse")
     with log_to_file(rd.log, file_only):
-        summary = _execute(cfg, rd, key, job, decision.action == "resume", decision.reason)
+        summary = _execute(cfg, rd, config, job, decision.action == "resume", decision.reason)
     return _finish(job, rd, summary, decision.action)
 
 
@@ -109,7 +108,7 @@ def _finish(job: JobInfo, rd: RunDir, summary: dict[str, Any], action: str) -> d
     return summary
 
 
-def _execute(cfg: DictConfig, rd: RunDir, key: dict[str, Any], job: JobInfo, resume: bool,
+def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, resume: bool,
              note: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     threads = resolve_threads(str(cfg.threads), job)
@@ -117,13 +116,13 @@ def _execute(cfg: DictConfig, rd: RunDir, key: dict[str, Any], job: JobInfo, res
     where = f"[{job.label}] " if job.label else ""
     prev = (rd.read_json(rd.summary) or {}) if resume else {}
     if not resume:
-        rd.start_fresh(key)
+        rd.start_fresh(config, _overrides())
     summary: dict[str, Any] = {
         "status": "running", "task": prev.get("task"), "dataset": cfg.data.name,
         "final": {}, "best": {}, "test": {}, "epochs_completed": 0, "wall_time_s": 0.0,
         "n_params": None, "gradcheck_max_rel_err": prev.get("gradcheck_max_rel_err"),
         "error": None, "resumes": prev.get("resumes", -1) + 1 if resume else 0,
-        "threads": threads, "versions": versions(), "config": plain(cfg),
+        "threads": threads, "versions": versions(),
     }
     wall_before = float(prev.get("wall_time_s") or 0.0)
     atomic_write_json(rd.summary, summary)
@@ -203,6 +202,13 @@ def _draw_curves(cfg: DictConfig, rd: RunDir, status: str, job: JobInfo) -> list
         return []
 
 
+def _overrides() -> list[str]:
+    """This job's command-line overrides (none when train() is called outside Hydra)."""
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """One Hydra job; returns the Optuna objective (best val_acc / val_mse, nan if failed)."""
@@ -234,7 +240,7 @@ def cli() -> int:
         run_dir, summary = LAST_RUN
         status = summary.get("status")
         print(f"run {status}: {run_dir}")
-        return 1 if status in ("failed", "refused") else 0
+        return 1 if status in BAD else 0
     return 0
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments import compare
+from experiments import compare, record
 from experiments.analysis import aggregate as agg
 from experiments.analysis import style
 from experiments.analysis.load import RunSet, load_runs
@@ -44,7 +44,7 @@ def raw_finals(sweep: Path, metric: str = "val_acc") -> pd.DataFrame:
     """The oracle: each run's config and final metric read with plain pandas + yaml."""
     rows = []
     for m in sorted(sweep.rglob("metrics.csv")):
-        cfg = yaml.safe_load((m.parent / ".hydra" / "config.yaml").read_text())
+        cfg = yaml.safe_load((m.parent / record.CONFIG).read_text())
         summary = json.loads((m.parent / "summary.json").read_text())
         df = pd.read_csv(m)
         rows.append({"run_dir": str(m.parent), "activation": cfg["activation"],
@@ -160,7 +160,7 @@ def test_layers_over_epochs_are_seed_means_of_hidden_layers_of_completed_runs(tm
     for m in sorted(sweep.rglob("layers.csv")):
         if json.loads((m.parent / "summary.json").read_text())["status"] != "completed":
             continue
-        cfg = yaml.safe_load((m.parent / ".hydra" / "config.yaml").read_text())
+        cfg = yaml.safe_load((m.parent / record.CONFIG).read_text())
         rows.append(pd.read_csv(m).assign(activation=cfg["activation"]))
     raw = pd.concat(rows)
     raw = raw[raw["layer"] < 3]  # fc3 is the output layer

@@ -14,19 +14,21 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from experiments import record
 from experiments.harness.preflight import PreflightError, plan
 from experiments.harness.schema import Activation, Init
 from experiments.harness.validate import group_options
 from experiments.paths import CONF_DIR as CONF
 from experiments.paths import RUN_PY
+from experiments.record import LAYER_COLUMNS, metric_columns
 from experiments.run import train
 from mlp_core.data import DATASETS
 from mlp_core.init import INITS
 from mlp_core.layers import ACTIVATIONS
-from mlp_core.train import LAYER_COLUMNS, metric_columns
 
 TINY = ["epochs=2", "width=8", "data.n_samples=200"]  # a run of a fraction of a second
 TIMING = ("epoch_time_s", "samples_per_s")
@@ -67,8 +69,8 @@ def summary(run_dir: Path) -> dict:
 
 
 def mtimes(run_dir: Path) -> dict[str, int]:
-    names = ("metrics.csv", "layers.csv", "summary.json", "checkpoint.pt", "config.json",
-             "run.log")
+    names = (record.METRICS, record.LAYERS, record.SUMMARY, record.CHECKPOINT, record.CONFIG,
+             record.OVERRIDES, record.LOG)
     return {n: (run_dir / n).stat().st_mtime_ns for n in names}
 
 
@@ -131,9 +133,12 @@ def test_a_run_writes_metrics_layers_summary_log_and_checkpoint(make_cfg, tmp_pa
     assert list(layers[0]) == LAYER_COLUMNS and {int(r["epoch"]) for r in layers} == {0, 1, 2}
     s = summary(run_dir)
     for key in ("status", "task", "dataset", "final", "best", "test", "epochs_completed",
-                "wall_time_s", "n_params", "gradcheck_max_rel_err", "error", "versions",
-                "config"):
+                "wall_time_s", "n_params", "gradcheck_max_rel_err", "error", "versions"):
         assert key in s
+    assert "config" not in s  # the config has one home: config.yaml
+    config = yaml.safe_load((run_dir / record.CONFIG).read_text())
+    assert config["epochs"] == 2 and config["width"] == 8 and config["data"]["n_samples"] == 200
+    assert yaml.safe_load((run_dir / record.OVERRIDES).read_text()) == []  # not run by Hydra
     assert s["epochs_completed"] == 2 and s["final"]["epoch"] == 2
     assert 0 <= s["best"]["best_val_acc"] <= 1 and "test_acc" in s["test"]
     assert s["gradcheck_max_rel_err"] < 1e-5
@@ -176,6 +181,16 @@ def test_a_run_dir_holding_another_config_is_refused_and_left_alone(make_cfg, tm
     assert "refused" in (run_dir / "run.log").read_text()
 
 
+def test_a_run_dir_with_results_but_no_config_record_is_refused(make_cfg, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    train(make_cfg(*TINY), run_dir)
+    (run_dir / record.CONFIG).unlink()
+    before = (run_dir / record.METRICS).read_bytes()
+    result = train(make_cfg(*TINY), run_dir)
+    assert result["status"] == "refused" and record.CONFIG in result["error"]
+    assert (run_dir / record.METRICS).read_bytes() == before
+
+
 def test_a_failed_gradient_check_marks_the_run_failed(make_cfg, tmp_path) -> None:
     result = train(make_cfg(*TINY, "gradcheck_tol=1e-30"), tmp_path / "run")
     assert result["status"] == "failed" and "gradient check failed" in result["error"]
@@ -210,6 +225,10 @@ def test_a_four_run_sweep_writes_four_runs_and_a_rerun_trains_nothing(tmp_path: 
     for run in runs:
         assert [int(r["epoch"]) for r in read_rows(run / "metrics.csv")] == [0, 1, 2]
         assert read_rows(run / "layers.csv") and summary(run)["status"] == "completed"
+        overrides = yaml.safe_load((run / record.OVERRIDES).read_text())
+        assert "activation=relu" in overrides or "activation=tanh" in overrides
+        assert sorted(p.name for p in (run / ".hydra").iterdir()) == [
+            "config.yaml", "hydra.yaml", "overrides.yaml"]  # Hydra's own, nothing added
     before = {r: mtimes(r) for r in runs}
     res = cli(*args, cwd=tmp_path)
     assert res.returncode == 0 and "4 skipped" in res.stdout
@@ -231,8 +250,8 @@ def test_divergence_and_a_raising_run_are_recorded_and_the_sweep_goes_on(tmp_pat
     statuses = {}
     for run in (tmp_path / "sweep").iterdir():
         if run.is_dir():
-            s = summary(run)
-            statuses[(s["config"]["data"]["path"] == str(good), s["config"]["optim"]["lr"])] = s
+            s, c = summary(run), yaml.safe_load((run / record.CONFIG).read_text())
+            statuses[(c["data"]["path"] == str(good), c["optim"]["lr"])] = s
     assert statuses[(True, 0.01)]["status"] == "completed"
     diverged = statuses[(True, 1e4)]
     assert diverged["status"] == "diverged" and diverged["epochs_completed"] < 4

@@ -9,24 +9,11 @@ import numpy as np
 import pandas as pd
 
 from experiments.analysis.load import RunSet
+from experiments.record import higher_is_better
 
-_HIGHER = re.compile(r"(acc|r2|samples_per_s)$")
 _PATHLIKE = re.compile(r"(^|[._])(path|dir|file|root|cwd|output|out_dir)s?($|[._])")
 NOT_A_METRIC = ("run_id", "epoch", "step")  # counters: no final_/best_ column
 NO_BEST = ("lr",)                              # a schedule, not a result: final_lr only
-
-
-def higher_is_better(metric: str) -> bool:
-    """Accuracy, R² and throughput: higher wins. Losses, MSE, norms, times: lower wins."""
-    return bool(_HIGHER.search(metric))
-
-
-def default_metric(columns: list[str] | pd.Index) -> str:
-    """val_acc for classification, val_mse for regression, else val_loss."""
-    for m in ("val_acc", "val_mse", "val_loss"):
-        if m in columns:
-            return m
-    raise ValueError("metrics.csv has none of val_acc, val_mse, val_loss")
 
 
 def query_expr(expr: str, columns: list[str] | pd.Index) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 from experiments.analysis import aggregate as agg
 from experiments.analysis import report
 from experiments.analysis.load import META_COLUMNS, RunSet
+from experiments.record import higher_is_better, metric_for_columns
 
 
 class UsageError(Exception):
@@ -69,11 +70,11 @@ def analyse(rs: RunSet, metric: str | None = None, by: str | None = None,
     warnings = list(rs.warnings)
     fx = agg.detect_factors(rs, runs)
     table = agg.run_table(rs, runs, fx)
-    metric = metric or agg.default_metric(rs.metrics.columns)
+    metric = metric or metric_for_columns(rs.metrics.columns)
     if metric not in rs.metrics.columns or metric in agg.NOT_A_METRIC:
         raise UsageError(f"--metric {metric!r} is not a metrics.csv column; choose from: "
                          + ", ".join(c for c in rs.metrics.columns if c not in agg.NOT_A_METRIC))
-    hib = agg.higher_is_better(metric)
+    hib = higher_is_better(metric)
     value = f"final_{metric}"
     lacking = int((table["status"].eq("completed") & table[value].isna()).sum())
     if lacking:

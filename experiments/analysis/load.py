@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-METRICS, LAYERS, SUMMARY = "metrics.csv", "layers.csv", "summary.json"
-CONFIG, OVERRIDES = Path(".hydra/config.yaml"), Path(".hydra/overrides.yaml")
+from experiments import record
+from experiments.record import CONFIG, LAYERS, METRICS, OVERRIDES, SUMMARY
+
 META_COLUMNS = ("run_dir", "status", "task", "wall_time_s", "error", "config_ok")  # not config
-STATUSES = ("completed", "diverged", "failed", "running", "incomplete", "corrupt")
+STATUSES = (*record.STATUSES, "incomplete", "corrupt")  # + no summary.json / unreadable CSV
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -31,7 +32,7 @@ class RunSet:
     metrics: pd.DataFrame  # run_id, epoch, <metrics.csv columns>
     layers: pd.DataFrame   # run_id, epoch, layer, name, act_std, grad_norm, ...
     config_keys: list[str] = field(default_factory=list)  # flattened, first-seen order
-    swept_keys: list[str] = field(default_factory=list)   # keys named in overrides.yaml
+    swept_keys: list[str] = field(default_factory=list)   # keys named in the runs' overrides
     warnings: list[str] = field(default_factory=list)
 
 

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mlp_core.train import BASE_COLUMNS as _BASE
-from mlp_core.train import LAYER_COLUMNS
-from mlp_core.train import TASK_COLUMNS as TASK_METRICS
+from experiments import record
+from experiments.record import BASE_COLUMNS as _BASE
+from experiments.record import LAYER_COLUMNS
+from experiments.record import TASK_COLUMNS as TASK_METRICS
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -154,14 +155,14 @@ def make_fake_sweep(root: str | Path, n_runs: int, n_epochs: int, seed: int = 0,
                            status == "diverged", depth)
         layers, names = _layers(run_rng, str(cfg["init"]), depth, stop)
         d = root / str(i)
-        (d / ".hydra").mkdir(parents=True, exist_ok=True)
-        (d / ".hydra" / "config.yaml").write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False))
+        d.mkdir(parents=True, exist_ok=True)
+        (d / record.CONFIG).write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False))
         overrides = [f"{k}={v}" for k, v in levels.items()] + [f"seed={run_seed}",
                                                                 f"epochs={n_epochs}"]
-        (d / ".hydra" / "overrides.yaml").write_text(yaml.dump(overrides, Dumper=_Dumper))
-        (d / "metrics.csv").write_text(header + _fmt_rows(metrics))
-        (d / "layers.csv").write_text(",".join(LAYER_COLUMNS) + "\n" + _fmt_rows(layers, names))
-        (d / "run.log").write_text(f"fake run {i}: {status}\n")
+        (d / record.OVERRIDES).write_text(yaml.dump(overrides, Dumper=_Dumper))
+        (d / record.METRICS).write_text(header + _fmt_rows(metrics))
+        (d / record.LAYERS).write_text(",".join(LAYER_COLUMNS) + "\n" + _fmt_rows(layers, names))
+        (d / record.LOG).write_text(f"fake run {i}: {status}\n")
         if status == "no_summary":
             continue
         last = dict(zip(_BASE + TASK_METRICS[task], metrics[-1].tolist(), strict=True))
@@ -171,7 +172,7 @@ def make_fake_sweep(root: str | Path, n_runs: int, n_epochs: int, seed: int = 0,
             "wall_time_s": float(metrics[:, 7].sum() + 0.5), "n_params": 1000 * depth,
             "gradcheck_max_rel_err": None,
             "error": "RuntimeError: fake failure" if status == "failed" else None,
-            "versions": {}, "config": cfg,
+            "versions": {},
         }
-        (d / "summary.json").write_text(json.dumps(summary, allow_nan=True))
+        (d / record.SUMMARY).write_text(json.dumps(summary, allow_nan=True))
     return root

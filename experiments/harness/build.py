@@ -9,16 +9,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.harness.schema import FREE_KEYS
 from mlp_core.data import Dataset, load_dataset
 from mlp_core.model import MLP, MLPClassifier, MLPRegressor
 from mlp_core.optim import LRSchedule, make_optimizer
 from mlp_core.train import TrainConfig
-
-# Keys that change nothing in a run's results: a re-launch that differs only in these resumes
-# (or skips) instead of refusing. Thread counts can change float rounding in the last bits.
-# The free annotation keys (notes, tags) are never part of a run's identity.
-IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", *FREE_KEYS)
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:
@@ -26,14 +20,6 @@ def plain(cfg: DictConfig) -> dict[str, Any]:
     out = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert isinstance(out, dict)
     return out
-
-
-def results_key(cfg: DictConfig) -> dict[str, Any]:
-    """The part of the config a run's results depend on: the resume/skip/refuse key."""
-    d = plain(cfg)
-    for k in IGNORED_KEYS:
-        d.pop(k, None)
-    return d
 
 
 def _v(x: Any) -> Any:

@@ -7,15 +7,21 @@ import io
 import json
 import math
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
-FINAL_STATUSES = ("completed", "diverged")  # a re-launch skips these; running/failed resume
+from experiments import record
+from experiments.harness.schema import FREE_KEYS
+
+# Keys that change nothing in a run's results: a re-launch that differs only in these resumes
+# (or skips) instead of refusing. Thread counts can change float rounding in the last bits.
+# The free annotation keys (notes, tags) are never part of a run's identity.
+IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", *FREE_KEYS)
 
 
 def _tmp_path(path: Path) -> Path:
@@ -115,18 +121,23 @@ class Decision:
     reason: str = ""
 
 
+def results_key(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a (plain) config a run's results depend on: the resume/skip/refuse key."""
+    return {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+
+
 class RunDir:
-    """The files of one run (DESIGN.md "A run directory") plus `config.json`, the resume key."""
+    """The files of one run (experiments/record.py), and what a launch does with them."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.metrics = self.path / "metrics.csv"
-        self.layers = self.path / "layers.csv"
-        self.summary = self.path / "summary.json"
-        self.checkpoint = self.path / "checkpoint.pt"
-        self.log = self.path / "run.log"
-        self.config = self.path / "config.json"
-        self.first_hydra = self.path / ".hydra" / "first"
+        self.metrics = self.path / record.METRICS
+        self.layers = self.path / record.LAYERS
+        self.summary = self.path / record.SUMMARY
+        self.checkpoint = self.path / record.CHECKPOINT
+        self.log = self.path / record.LOG
+        self.config = self.path / record.CONFIG
+        self.overrides = self.path / record.OVERRIDES
 
     def read_json(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -134,45 +145,41 @@ class RunDir:
         except (OSError, ValueError):
             return None
 
-    def decide(self, key: dict[str, Any]) -> Decision:
-        """Compare `key` (the results-relevant config) with the one this dir was started with."""
+    def read_config(self) -> dict[str, Any] | None:
+        """The config this dir's run was started with (None if it has none or it is unreadable)."""
+        try:
+            cfg = yaml.safe_load(self.config.read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        return cfg if isinstance(cfg, dict) else None
+
+    def decide(self, config: dict[str, Any]) -> Decision:
+        """Compare `config` (plain) with the one this dir's run was started with."""
         for tmp in self.path.glob(".*.tmp"):  # left by a kill during an atomic write
             tmp.unlink(missing_ok=True)
-        old = self.read_json(self.config)
+        old = self.read_config()
         if old is None:
+            if self.metrics.exists() or self.summary.exists():
+                return Decision("refuse", f"this run dir holds results without a readable "
+                                          f"{record.CONFIG}")
             return Decision("fresh")
-        if old != key:
-            return Decision("refuse", "this run dir holds a different config: " + diff(old, key))
+        key, old_key = results_key(config), results_key(old)
+        if old_key != key:
+            return Decision("refuse", "this run dir holds a different config: " + diff(old_key, key))
         summary = self.read_json(self.summary) or {}
         status = summary.get("status")
-        if status in FINAL_STATUSES:
+        if status in record.FINISHED:
             return Decision("skip", f"already {status}")
         if self.checkpoint.exists():
-            return Decision("resume", f"was {status or 'interrupted'}: resuming from checkpoint")
-        return Decision("fresh", f"was {status or 'interrupted'} before its first checkpoint")
+            return Decision("resume", f"was {status or record.INTERRUPTED}: resuming from checkpoint")
+        return Decision("fresh", f"was {status or record.INTERRUPTED} before its first checkpoint")
 
-    def start_fresh(self, key: dict[str, Any]) -> None:
-        """Remove what an earlier attempt left, record the config and a copy of .hydra/."""
+    def start_fresh(self, config: dict[str, Any], overrides: list[str]) -> None:
+        """Remove what an earlier attempt left; record the run's config and overrides, once."""
         for p in (self.metrics, self.layers, self.summary, self.checkpoint):
             p.unlink(missing_ok=True)
-        atomic_write_json(self.config, key)
-        self.snapshot_hydra()
-
-    def snapshot_hydra(self) -> None:
-        """Keep the first launch's .hydra/*.yaml: Hydra rewrites them on every launch."""
-        src = self.path / ".hydra"
-        if not src.is_dir():
-            return
-        shutil.rmtree(self.first_hydra, ignore_errors=True)
-        self.first_hydra.mkdir()
-        for f in src.glob("*.yaml"):
-            shutil.copy2(f, self.first_hydra / f.name)
-
-    def restore_hydra(self) -> None:
-        """Put back the .hydra/*.yaml of the launch that produced this dir's results."""
-        if self.first_hydra.is_dir():
-            for f in self.first_hydra.glob("*.yaml"):
-                shutil.copy2(f, self.path / ".hydra" / f.name)
+        atomic_write_bytes(self.overrides, yaml.safe_dump(overrides).encode())
+        atomic_write_bytes(self.config, yaml.safe_dump(config, sort_keys=False).encode())
 
     def is_fresh_hydra_dir(self) -> bool:
         """True if the dir holds nothing but what Hydra wrote on this launch."""

@@ -8,13 +8,8 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
+from experiments import record
 from experiments.paths import REPO
-
-BEST = {  # task -> (metric, "max"|"min") pairs recorded as best_<metric>; the first is primary
-    "classification": [("val_acc", "max"), ("val_loss", "min")],
-    "regression": [("val_mse", "min"), ("val_r2", "max"), ("val_loss", "min")],
-}
-INT_COLUMNS = ("epoch", "step", "layer")
 
 
 def versions() -> dict[str, str]:
@@ -47,7 +42,7 @@ def parse_row(row: dict[str, str]) -> dict[str, Any]:
     """A CSV row back into numbers (floats round-trip exactly through their repr)."""
     out: dict[str, Any] = {}
     for k, v in row.items():
-        if k in INT_COLUMNS:
+        if k in record.INT_COLUMNS:
             out[k] = int(v)
         else:
             try:
@@ -60,14 +55,14 @@ def parse_row(row: dict[str, str]) -> dict[str, Any]:
 def best_metrics(rows: list[dict[str, Any]], task: str | None) -> dict[str, Any]:
     """best_<metric> over the epochs (non-finite values ignored) and the primary best_epoch."""
     out: dict[str, Any] = {}
-    for i, (metric, mode) in enumerate(BEST.get(task or "", [])):
+    for i, metric in enumerate(record.TRACKED.get(task or "", ())):
         vals = [(r[metric], r["epoch"]) for r in rows
                 if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
         if not vals:
             out[f"best_{metric}"] = None
             continue
-        pick = max(vals, key=lambda t: (t[0], -t[1])) if mode == "max" else \
-            min(vals, key=lambda t: (t[0], t[1]))
+        pick = max(vals, key=lambda t: (t[0], -t[1])) if record.higher_is_better(metric) \
+            else min(vals, key=lambda t: (t[0], t[1]))
         out[f"best_{metric}"] = pick[0]
         if i == 0:
             out["best_epoch"] = pick[1]
@@ -77,9 +72,8 @@ def best_metrics(rows: list[dict[str, Any]], task: str | None) -> dict[str, Any]
 def objective(summary: dict[str, Any]) -> float:
     """What an Optuna sweep optimizes: best val_acc (classification) or best val_mse
     (regression); nan for a failed run, which Optuna records as a failed trial."""
-    if summary.get("status") not in ("completed", "diverged"):
+    if summary.get("status") not in record.FINISHED:
         return math.nan
-    task = summary.get("task") or ""
-    metric = BEST[task][0][0] if task in BEST else ""
+    metric = record.PRIMARY.get(summary.get("task") or "", "")
     value = (summary.get("best") or {}).get(f"best_{metric}")
     return float(value) if value is not None else math.nan
