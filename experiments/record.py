@@ -15,7 +15,7 @@ from mlp_core.train import BASE_COLUMNS, LAYER_COLUMNS, TASK_COLUMNS, metric_col
 __all__ = [
     "BASE_COLUMNS", "LAYER_COLUMNS", "TASK_COLUMNS", "metric_columns",
     "METRICS", "LAYERS", "SUMMARY", "CHECKPOINT", "LOG", "CONFIG", "OVERRIDES",
-    "RUNNING", "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "REFUSED", "STATUSES",
+    "RUNNING", "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "REFUSED", "BUSY", "STATUSES",
     "FINISHED", "BAD", "INT_COLUMNS", "TASKS", "PRIMARY", "TRACKED",
     "higher_is_better", "primary_metric", "metric_for_columns",
 ]
@@ -35,8 +35,9 @@ COMPLETED = "completed"        # trained every epoch
 DIVERGED = "diverged"          # stopped early: a loss was non-finite or exploded
 FAILED = "failed"              # raised (bad data, failed gradient check, ...): error says why
 INTERRUPTED = "interrupted"    # stopped on purpose (a signal) before its last epoch
-REFUSED = "refused"            # not started: the run dir holds another run
-STATUSES = (RUNNING, COMPLETED, DIVERGED, FAILED, INTERRUPTED, REFUSED)
+REFUSED = "refused"            # not started: the run dir holds another run (reported, not written)
+BUSY = "busy"                  # not started: another process holds the run dir (reported)
+STATUSES = (RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED, REFUSED, BUSY)
 FINISHED = (COMPLETED, DIVERGED)  # results are final: a re-launch skips the run
 BAD = (FAILED, REFUSED)           # a launch with one of these exits non-zero
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.harness.rundir import FINAL_STATUSES, atomic_write_json
+from experiments import record
+from experiments.harness.rundir import atomic_write_json
 
 LAUNCH_DIR = ".launch"  # <sweep dir>/.launch/<launch id>/: launch.json and <job num>.json
 CALLBACK = "launch"  # the hydra.callbacks entry whose `id` and `n_jobs` carry the launch
-KNOWN_STATUSES = ("completed", "diverged", "interrupted", "failed", "refused", "busy")
+KNOWN_STATUSES = tuple(s for s in record.STATUSES if s != record.RUNNING)  # a job's outcomes
 
 
 def _quote(value: str) -> str:
@@ -125,7 +126,7 @@ class Tally:
 
     @property
     def all_done(self) -> bool:
-        done = sum(self.status.get(s, 0) for s in FINAL_STATUSES)
+        done = sum(self.status.get(s, 0) for s in record.FINISHED)
         return not self.launcher_error and not self.missing and done == len(self.outcomes)
 
     def lines(self) -> list[str]:
@@ -142,7 +143,7 @@ class Tally:
         if self.launcher_error:
             out.append(f"  {self.launcher_error}")
         for o in sorted(self.outcomes, key=lambda o: int(o.get("num", 0))):
-            if o.get("status") not in FINAL_STATUSES:
+            if o.get("status") not in record.FINISHED:
                 out.append(f"  {o.get('status')}: {Path(str(o.get('dir'))).name}: {o.get('error')}")
         sweep = self.launch.sweep_dir.resolve()
         out.append(f"results: {sweep}")
