@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from experiments.analysis.style import STYLES, fit_y, suptitle
+from experiments.record import METRICS
 
 COLOR = "tab:blue"
 DPI = 100
@@ -62,7 +63,7 @@ def _figure(metrics: pd.DataFrame, panels: list[tuple[str, list[str]]], title: s
 
 
 def draw_run(run_dir: str | Path, status: str, label: str, epochs: int | None = None,
-             metrics_file: str = "metrics.csv") -> list[Path]:
+             metrics_file: str = METRICS) -> list[Path]:
     """Draw curves_loss.png and curves_<metric>.png from run_dir's metrics.csv.
 
     `status` is how the run ended, `label` what it was (the title's first line), `epochs` how
