@@ -6,6 +6,8 @@ no weight decay, batch 100 taken in order (`bix = step * 100 % 4000`, no shuffli
 `total_steps + 1` steps (6001 for 6000), test accuracy of the final model on the canonical
 1000 test samples; `torch.manual_seed(seed)` before the model is built. `--residual` adds the
 skip connection of the repository's current MLPBase (`h = h + relu(linear2(h))`).
+`--shuffle` reshuffles the training set every 4000 samples and `--zero-bias` starts the biases
+at 0: the two things the harness does differently.
 
     python -m experiments.benchmarks.mnist1d_authors --seeds 0 1 2 3 4
 """
@@ -22,7 +24,8 @@ from mlp_core.data import load_dataset
 
 
 def train_once(seed: int, steps: int = 6000, hidden: int = 100, lr: float = 1e-2,
-               batch_size: int = 100, residual: bool = False) -> float:
+               batch_size: int = 100, residual: bool = False, shuffle: bool = False,
+               zero_bias: bool = False) -> float:
     """Final test accuracy of one run of the authors' loop."""
     d = load_dataset("mnist1d", val_frac=0.0)  # the package's canonical set, row for row
     torch.manual_seed(seed)
@@ -35,10 +38,18 @@ def train_once(seed: int, steps: int = 6000, hidden: int = 100, lr: float = 1e-2
         return l3(h)
 
     params = [p for m in (l1, l2, l3) for p in m.parameters()]
+    if zero_bias:
+        with torch.no_grad():
+            for m in (l1, l2, l3):
+                m.bias.zero_()
     opt = torch.optim.Adam(params, lr)
     x, y = d.X_train, d.y_train
+    order = torch.Generator().manual_seed(seed)
     for step in range(steps + 1):
         bix = step * batch_size % len(x)
+        if shuffle and bix == 0:
+            perm = torch.randperm(len(d.X_train), generator=order)
+            x, y = d.X_train[perm], d.y_train[perm]
         loss = torch.nn.functional.cross_entropy(model(x[bix:bix + batch_size]),
                                                  y[bix:bix + batch_size])
         loss.backward()
@@ -53,9 +64,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--residual", action="store_true")
+    p.add_argument("--shuffle", action="store_true")
+    p.add_argument("--zero-bias", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
-    accs = [train_once(s, args.steps, residual=args.residual) for s in args.seeds]
+    accs = [train_once(s, args.steps, residual=args.residual, shuffle=args.shuffle,
+                       zero_bias=args.zero_bias) for s in args.seeds]
     print(json.dumps({"seeds": args.seeds, "test_acc": accs, "mean": statistics.mean(accs),
                       "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}))
 
