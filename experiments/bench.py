@@ -1,8 +1,9 @@
 """Measure mlp_core against its peers and write outputs/bench/<timestamp>/bench.csv.
 
-    python experiments/bench.py                      # everything, ~3.5 min (make bench)
-    python experiments/bench.py --quick              # smaller and fewer repeats (~30 s)
-    python experiments/bench.py --only step,sklearn  # some sections: step, sklearn, sweep, compare
+    python experiments/bench.py                      # everything, ~6 min (make bench)
+    python experiments/bench.py --quick              # smaller and fewer repeats (~1 min)
+    python experiments/bench.py --only study,step    # some sections: study, step, sklearn, sweep,
+                                                     # compare
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 
 import torch
 
-from experiments.benchmarks import machine, peers, step, sweep
+from experiments.benchmarks import machine, peers, step, study, sweep
 from experiments.benchmarks.compare_cost import bench_compare as compare_cost
 from experiments.paths import OUTPUTS
 
-SECTIONS = ("step", "sklearn", "sweep", "compare")
+SECTIONS = ("study", "step", "sklearn", "sweep", "compare")
 COLUMNS = ["section", "case", "metric", "value", "unit", "target", "met"]
 
 
@@ -58,6 +59,57 @@ def check(value: float, op: str, bound: float) -> tuple[str, bool]:
 def mark(met: bool) -> str:
     """Verdict cell text."""
     return "met" if met else "**missed**"
+
+
+def bench_study(res: Results, quick: bool, epochs: int | None, pairs: int | None) -> None:
+    """Each study through run.py against plain_study.py, alternated; ratio and breakdown."""
+    epochs = epochs or (2 if quick else 30)
+    pairs = pairs or (1 if quick else 3)
+    lines, parts_lines, results = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, s in enumerate(study.STUDIES):
+            r = study.measure(s, Path(tmp) / f"study{i}", epochs, pairs, quick)
+            results.append(r)
+            case = r["study"].name
+            target, met = check(r["ratio"], "<=", s.target)
+            res.add("study", case, "ratio", r["ratio"], "harness/plain (median)", target, met)
+            res.add("study", case, "ratio_min", r["ratio_min"], "harness/plain")
+            res.add("study", case, "ratio_max", r["ratio_max"], "harness/plain")
+            res.add("study", case, "harness_s", r["harness_s"], "s (median, whole process)")
+            res.add("study", case, "plain_s", r["plain_s"], "s (median, whole process)")
+            res.add("study", case, "harness_val_acc", r["harness_acc"], f"mean over {r['runs']} runs")
+            res.add("study", case, "plain_val_acc", r["plain_acc"], f"mean over {r['runs']} runs")
+            res.add("study", case, "records_complete", float(r["complete"]),
+                    "1 = every run completed with metrics.csv, layers.csv, checkpoint.pt",
+                    "== 1", r["complete"])
+            for part, sec in r["parts"].items():
+                res.add("study", case, f"phase_{part}_s", sec, "s (median over pairs, all runs)")
+            lines.append([case, str(r["runs"]), f"{r['harness_s']:.1f}", f"{r['plain_s']:.1f}",
+                          f"{r['ratio']:.2f}", f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}",
+                          f"{target} {mark(met)}", f"{r['harness_acc']:.3f} / {r['plain_acc']:.3f}"])
+        for part in study.PARTS:
+            cells = [study.PART_LABELS[part]]
+            for r in results:
+                sec, total = r["parts"][part], r["harness_s"]
+                cells.append(f"{sec:.2f} ({100 * sec / total:.0f}%)")
+            parts_lines.append(cells)
+    r0 = results[0]
+    res.table(
+        f"Study through the harness vs the plain torch.nn script: {pairs} alternated pair(s) of "
+        f"whole processes, {epochs} epochs, `{study.STUDIES[0].command(epochs)}` (second: "
+        f"`{' '.join(study.STUDIES[1].fixed)}`)",
+        ["study", "runs", "harness s", "plain s", "ratio (median)", "min–max", "target",
+         "val acc harness / plain"], lines,
+        f"Harness with default settings (threads={','.join(map(str, r0['threads']))} per run "
+        f"from threads=auto, gradient check, metrics.csv, layers.csv, checkpoints); plain: "
+        f"experiments/benchmarks/plain_study.py (torch.nn + autograd + torch.optim, 1 thread, one "
+        f"val evaluation per epoch, nothing written).")
+    res.table(
+        "Where the harness's time goes (seconds, median over pairs, summed over the study's runs; "
+        "share of the whole process)",
+        ["part", *(r["study"].name for r in results)], parts_lines,
+        "start-up: `run.py --help` (best of 2); Hydra per job: the process's wall time less "
+        "start-up and the runs' wall_time_s; the rest from each run's summary.json `phases_s`.")
 
 
 def bench_step(res: Results, quick: bool) -> None:
@@ -197,6 +249,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.01, help="digits learning rate (default %(default)s)")
     p.add_argument("--sweep-epochs", type=int, default=None,
                    help="epochs of each sweep run (default 400, quick 5)")
+    p.add_argument("--study-epochs", type=int, default=None,
+                   help="epochs of each study run (default 30, quick 2)")
+    p.add_argument("--study-pairs", type=int, default=None,
+                   help="alternated harness/plain pairs per study (default 3, quick 1)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="before each section, wait up to SECONDS for other processes to leave "
                         "the cores idle (on a shared machine)")
@@ -223,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     epochs = args.epochs or (10 if args.quick else 30)
     t0 = time.perf_counter()
     runners: dict[str, Callable[[], None]] = {
+        "study": lambda: bench_study(res, args.quick, args.study_epochs, args.study_pairs),
         "step": lambda: bench_step(res, args.quick),
         "sklearn": lambda: bench_sklearn(res, args.quick, epochs, args.lr),
         "sweep": lambda: bench_sweep(res, args.quick, args.sweep_epochs),

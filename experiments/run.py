@@ -23,6 +23,7 @@ from experiments.harness.build import build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
+from experiments.harness.phases import Phases
 from experiments.harness.preflight import PreflightError, plan
 from experiments.harness.rundir import (
     CsvLog,
@@ -125,13 +126,15 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
         "threads": threads, "versions": versions(),
     }
     wall_before = float(prev.get("wall_time_s") or 0.0)
+    phases = Phases()
     atomic_write_json(rd.summary, summary)
     log.info("%s%s -> %s%s", where, "resume" if resume else "start", rd.path,
              f" ({note})" if note else "")
     rows: list[dict[str, Any]] = []
     logs: list[CsvLog] = []
     try:
-        b = build(cfg)
+        with phases.timed("data"):
+            b = build(cfg)
         summary.update(task=b.data.task, n_params=b.model.n_params)
         trainer = Trainer(b.model, b.optimizer, b.schedule, b.data, b.train)
         if resume:
@@ -142,7 +145,8 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
             truncate_csv(rd.layers, trainer.epoch)
             rows = [parse_row(r) for r in read_csv(rd.metrics)]
         elif cfg.gradcheck:
-            err = gradcheck(b.model, *gradcheck_probe(b.data))
+            with phases.timed("gradcheck"):
+                err = gradcheck(b.model, *gradcheck_probe(b.data))
             summary["gradcheck_max_rel_err"] = err
             log.info("%sgradient check: max relative error %.2e (tol %.0e)", where, err,
                      cfg.gradcheck_tol)
@@ -153,6 +157,9 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
         with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
                       job.launcher == "basic") as bar:
             for rec in trainer.run():
+                t_write = time.perf_counter()
+                for name, seconds in rec.timing.items():
+                    phases.add(name.removesuffix("_s"), seconds)
                 metrics = {k: scalar(v) for k, v in rec.metrics.items()}
                 logs[0].write([metrics])
                 logs[1].write([{k: scalar(v) for k, v in r.items()} for r in rec.layers])
@@ -162,10 +169,13 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
                 if bar is not None and metrics["epoch"] > 0:
                     bar.update(1)
                 summary.update(epochs_completed=metrics["epoch"], final=metrics,
-                               wall_time_s=wall_before + time.perf_counter() - t0)
+                               wall_time_s=wall_before + time.perf_counter() - t0,
+                               phases_s=phases.as_dict())
                 atomic_write_json(rd.summary, summary)
+                phases.add("writes", time.perf_counter() - t_write)
         summary["status"] = trainer.status
-        summary["test"] = {k: scalar(v) for k, v in trainer.test_metrics().items()}
+        with phases.timed("eval"):
+            summary["test"] = {k: scalar(v) for k, v in trainer.test_metrics().items()}
     except Exception as e:  # failures are data: record, never raise out of a job
         summary.update(status="failed", error=f"{type(e).__name__}: {e}")
         log.error("%sfailed: %s", where, summary["error"])
@@ -176,7 +186,8 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
         summary.update(best=best_metrics(rows, summary["task"]),
                        final=rows[-1] if rows else {},
                        epochs_completed=rows[-1]["epoch"] if rows else 0,
-                       wall_time_s=wall_before + time.perf_counter() - t0)
+                       wall_time_s=wall_before + time.perf_counter() - t0,
+                       phases_s=phases.as_dict())
         atomic_write_json(rd.summary, summary)
     pngs = _draw_curves(cfg, rd, summary["status"], job) if rows else []
     log.info("%s%s after %d epochs in %.1fs -> %s%s", where, summary["status"],

@@ -45,11 +45,13 @@ class TrainConfig:
 
 @dataclass
 class EpochRecord:
-    """One epoch's metrics row, its per-layer rows, and the run status after it."""
+    """One epoch's metrics row, its per-layer rows, the run status after it, and where the
+    epoch's time went (seconds): train_s (the steps), eval_s (train/val metrics), layers_s."""
 
     metrics: dict[str, Any]
     layers: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer:
@@ -127,6 +129,7 @@ class Trainer:
         t_train = time.perf_counter() - t0
         self.epoch = e
         rec = self._record(e, lr, n_seen / max(t_train, 1e-12), t0)
+        rec.timing["train_s"] = t_train
         if not finite:
             rec.status = self.status = "diverged"
         return self._check(rec)
@@ -134,10 +137,14 @@ class Trainer:
     # ------------------------------------------------------------ records
     def _record(self, epoch: int, lr: float, samples_per_s: float, t0: float) -> EpochRecord:
         model, d = self.model, self.data
+        t_eval = time.perf_counter()
         tr = model.evaluate(d.X_train, d.y_train)
         va = model.evaluate(d.X_val, d.y_val) if self.has_val else {}
+        t_layers = time.perf_counter()
         layers = layer_stats(model, self.X_probe, self.y_probe, self.prev_W)
         self.prev_W = {k: v.clone() for k, v in model.params.items() if k.endswith(".W")}
+        timing = {"train_s": 0.0, "eval_s": t_layers - t_eval,
+                  "layers_s": time.perf_counter() - t_layers}
         grad_norm = math.sqrt(sum(r["grad_norm"] ** 2 for r in layers))  # of the W's
         m: dict[str, Any] = {
             "epoch": epoch, "step": self.step, "lr": lr,
@@ -153,7 +160,7 @@ class Trainer:
         for r in layers:
             r["epoch"] = epoch
         layers = [{c: r[c] for c in LAYER_COLUMNS} for r in layers] if self.cfg.log_layers else []
-        return EpochRecord(metrics={c: m[c] for c in self.columns}, layers=layers)
+        return EpochRecord(metrics={c: m[c] for c in self.columns}, layers=layers, timing=timing)
 
     def _check(self, rec: EpochRecord) -> EpochRecord:
         loss, val = rec.metrics["train_loss"], rec.metrics.get("val_loss", 0.0)
