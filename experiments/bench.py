@@ -61,13 +61,14 @@ def mark(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
-def bench_study(res: Results, quick: bool, epochs: int | None, pairs: int | None) -> None:
+def bench_study(res: Results, quick: bool, epochs: int | None, pairs: int | None,
+                keys: Sequence[str]) -> None:
     """Each study through run.py against plain_study.py, alternated; ratio and breakdown."""
     epochs = epochs or (2 if quick else 30)
     pairs = pairs or (1 if quick else 3)
     lines, parts_lines, results = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, s in enumerate(study.STUDIES):
+        for i, s in enumerate(x for x in study.STUDIES if x.key in keys):
             r = study.measure(s, Path(tmp) / f"study{i}", epochs, pairs, quick)
             results.append(r)
             case = r["study"].name
@@ -96,8 +97,8 @@ def bench_study(res: Results, quick: bool, epochs: int | None, pairs: int | None
     r0 = results[0]
     res.table(
         f"Study through the harness vs the plain torch.nn script: {pairs} alternated pair(s) of "
-        f"whole processes, {epochs} epochs, `{study.STUDIES[0].command(epochs)}` (second: "
-        f"`{' '.join(study.STUDIES[1].fixed)}`)",
+        f"whole processes, {epochs} epochs, `{study.STUDIES[0].command(epochs)}` (BatchNorm "
+        f"study: plus `{' '.join(study.STUDIES[1].fixed)}`)",
         ["study", "runs", "harness s", "plain s", "ratio (median)", "min–max", "target",
          "val acc harness / plain"], lines,
         f"Harness with default settings (threads={','.join(map(str, r0['threads']))} per run "
@@ -251,6 +252,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="epochs of each sweep run (default 400, quick 5)")
     p.add_argument("--study-epochs", type=int, default=None,
                    help="epochs of each study run (default 30, quick 2)")
+    p.add_argument("--studies", default=",".join(s.key for s in study.STUDIES),
+                   help="comma-separated studies of the study section (default: %(default)s)")
     p.add_argument("--study-pairs", type=int, default=None,
                    help="alternated harness/plain pairs per study (default 3, quick 1)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -263,6 +266,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     bad = [s for s in args.only if s not in SECTIONS]
     if bad or not args.only:
         p.error(f"--only: unknown section(s) {bad}; allowed: {', '.join(SECTIONS)}")
+    args.studies = [s.strip() for s in args.studies.split(",") if s.strip()]
+    keys = [s.key for s in study.STUDIES]
+    if not args.studies or any(s not in keys for s in args.studies):
+        p.error(f"--studies: unknown study in {args.studies}; allowed: {', '.join(keys)}")
     if args.threads < 1:
         p.error("--threads must be >= 1")
     return args
@@ -279,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     epochs = args.epochs or (10 if args.quick else 30)
     t0 = time.perf_counter()
     runners: dict[str, Callable[[], None]] = {
-        "study": lambda: bench_study(res, args.quick, args.study_epochs, args.study_pairs),
+        "study": lambda: bench_study(res, args.quick, args.study_epochs, args.study_pairs,
+                                     args.studies),
         "step": lambda: bench_step(res, args.quick),
         "sklearn": lambda: bench_sklearn(res, args.quick, epochs, args.lr),
         "sweep": lambda: bench_sweep(res, args.quick, args.sweep_epochs),

@@ -1,4 +1,4 @@
-"""bench.py runs end to end (quick, step section only) and writes bench.csv; no timing is asserted."""
+"""bench.py runs end to end (quick step and study sections) and writes its files; no timing is asserted."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import csv
 import json
 import subprocess
 import sys
+
+import pytest
 
 from experiments.paths import REPO
 
@@ -38,3 +40,25 @@ def test_unknown_section_is_a_usage_error(tmp_path):
     res = subprocess.run([sys.executable, str(REPO / "experiments" / "bench.py"), "--only", "gpu",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "unknown section" in res.stderr
+
+
+@pytest.mark.slow
+def test_quick_study_bench_writes_ratio_and_breakdown(tmp_path):
+    out = tmp_path / "bench"
+    res = subprocess.run([sys.executable, str(REPO / "experiments" / "bench.py"), "--quick",
+                          "--only", "study", "--studies", "small", "--study-epochs", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(out / "bench.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["case"] != "machine"]
+    assert {r["section"] for r in rows} == {"study"}
+    metrics = {r["metric"]: r for r in rows}
+    ratio, lo, hi = (float(metrics[m]["value"]) for m in ("ratio", "ratio_min", "ratio_max"))
+    assert 0 < lo <= ratio <= hi
+    assert metrics["ratio"]["met"] in ("True", "False")
+    assert metrics["records_complete"]["met"] == "True"  # every run left its full record
+    for part in ("startup", "hydra", "data", "gradcheck", "train", "eval", "layers", "writes"):
+        assert float(metrics[f"phase_{part}_s"]["value"]) >= 0
+    assert float(metrics["phase_train_s"]["value"]) > 0
+    md = (out / "bench.md").read_text()
+    assert "Where the harness's time goes" in md and "| training steps |" in md

@@ -38,6 +38,7 @@ PART_LABELS = {
 class Study:
     """One study: its sweep factors and fixed settings, shared by run.py and the plain script."""
 
+    key: str  # bench.py --studies
     name: str
     factors: tuple[str, ...]  # key=v1,v2 (the same syntax for both)
     fixed: tuple[str, ...]  # key=value for both (plain_study.py keys)
@@ -58,9 +59,9 @@ class Study:
 
 
 STUDIES = (
-    Study("digits 2×64, ReLU/sigmoid × 4 seeds", ("activation=relu,sigmoid", "seed=0,1,2,3"),
+    Study("small", "digits 2×64, ReLU/sigmoid × 4 seeds", ("activation=relu,sigmoid", "seed=0,1,2,3"),
           (), 0.8),
-    Study("digits 6×64 BatchNorm, ReLU/sigmoid × 4 seeds",
+    Study("bn", "digits 6×64 BatchNorm, ReLU/sigmoid × 4 seeds",
           ("activation=relu,sigmoid", "seed=0,1,2,3"), ("depth=6", "batchnorm=true"), 0.9),
 )
 QUICK_FACTORS = ("activation=relu,sigmoid", "seed=0")
@@ -108,8 +109,9 @@ def measure(study: Study, root: Path, epochs: int, pairs: int, quick: bool = Fal
             timeout: float = 1200) -> dict[str, Any]:
     """`pairs` alternated (harness, plain) processes; ratios, and the harness's breakdown."""
     if quick:
-        study = Study(study.name, QUICK_FACTORS, study.fixed, study.target)
-    startup = startup_seconds()
+        study = Study(study.key, study.name.split(",")[0] + ", ReLU/sigmoid × 1 seed",
+                      QUICK_FACTORS, study.fixed, study.target)
+    startup = startup_seconds(1 if quick else 2)
     h_runs, p_runs = [], []
     for i in range(pairs):
         h_runs.append(harness_once(study, root / f"pair{i}", epochs, timeout))
