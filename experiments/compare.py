@@ -10,9 +10,10 @@ from pathlib import Path
 
 from experiments.analysis.analyse import UsageError, analyse
 from experiments.analysis.draw import draw
-from experiments.analysis.load import RunSet, load_runs
+from experiments.analysis.load import RECORD, RunSet, load_runs
+from experiments.analysis.outdir import OutDirTaken, default_out, finish, prepare
 from experiments.analysis.write import write
-from experiments.record import CONFIG, METRICS
+from experiments.record import CONFIG, METRICS, SUMMARY
 
 EXAMPLES = """examples:
   python experiments/compare.py                       # newest sweep under outputs/sweeps
@@ -20,22 +21,26 @@ EXAMPLES = """examples:
   python experiments/compare.py outputs/sweeps/a outputs/sweeps/b --out /tmp/ab
   python experiments/compare.py --metric val_loss     # rank by final val_loss (lower wins)
   python experiments/compare.py --by init --facet depth
-  python experiments/compare.py --filter "depth >= 8 and batchnorm"
+  python experiments/compare.py --metric test_acc    # rank by the summary's test accuracy
+  python experiments/compare.py --filter "depth >= 8 and batchnorm == true"
   python experiments/compare.py --filter "optim.lr < 0.1 and activation == 'relu'"
 
-exit status: 0 done, 2 no runs found / filter matched nothing / bad option value."""
+exit status: 0 done, 2 no runs found / filter matched nothing / bad option value /
+output dir holds another comparison (see --force)."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="compare.py", description=__doc__ + f" Runs are found by **/{METRICS}; "
-        f"each run's config is read from the {CONFIG} the harness wrote beside it.",
+        prog="compare.py", description=__doc__ + " Runs are found by their run record "
+        f"({SUMMARY}, {CONFIG} or {METRICS}), so a run that failed before its first epoch is "
+        "counted; the statistical rules are in docs/compare.md.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="sweep dirs, run dirs or any parents of them, searched recursively "
                         "(default: the newest sweep under outputs/sweeps, else outputs/runs)")
-    p.add_argument("--metric", help="metrics.csv column to rank and plot by, e.g. val_loss "
-                   "(default: val_acc for classification, val_mse for regression); acc and r2 "
+    p.add_argument("--metric", help="metric to rank and plot by: a metrics.csv column (e.g. "
+                   "val_loss) or a final-only metric of summary.json (test_acc, test_loss, ...); "
+                   "default: val_acc for classification, val_mse for regression; acc and r2 "
                    "are higher-is-better, everything else lower-is-better")
     p.add_argument("--by", help="config key for the line colors of the plots, e.g. --by init "
                    "(default: the factor with the largest effect on the metric)")
@@ -43,7 +48,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(default: the factor with the second-largest effect; 'none' for no panels)")
     p.add_argument("--filter", help="pandas query on config columns choosing the runs, e.g. "
                    "\"depth >= 8 and batchnorm\" or \"optim.lr < 0.1\" (dotted keys work as is)")
-    p.add_argument("--out", type=Path, help="output dir (default: <sweep>/compare/)")
+    p.add_argument("--out", type=Path, help="output dir (default: <sweep>/compare/, or "
+                   "<sweep>/compare-<filter>/ with --filter); a folder holding the comparison of "
+                   "another set of runs is refused unless --force")
+    p.add_argument("--force", action="store_true", help="replace a comparison of another set "
+                   "of runs in the output dir (its files are removed first)")
     return p.parse_args(argv)
 
 
@@ -64,32 +73,29 @@ def newest_sweep(outputs: Path) -> tuple[list[Path], str]:
                      "(pass a sweep dir as PATH)")
 
 
-def default_out(paths: list[Path]) -> Path:
-    """<sweep>/compare for one path; the deepest common parent's compare/ for several."""
-    dirs = [p.parent if p.is_file() else p for p in (q.resolve() for q in paths)]
-    common = dirs[0]
-    for d in dirs[1:]:
-        while common not in (d, *d.parents):
-            common = common.parent
-    return common / "compare"
-
-
-def compare(paths: list[Path], out: Path, metric: str | None = None, by: str | None = None,
-            facet: str | None = None, query: str | None = None,
-            rs: RunSet | None = None) -> dict:
+def compare(paths: list[Path], out: Path | None = None, metric: str | None = None,
+            by: str | None = None, facet: str | None = None, query: str | None = None,
+            rs: RunSet | None = None, force: bool = False) -> dict:
     """Load, analyse, draw, write; returns the files written, the verdict and seconds per step."""
     t0 = time.perf_counter()
     rs = rs or load_runs(paths)
     if rs.runs.empty:
-        raise UsageError(f"no runs found under {', '.join(map(str, paths))} "
-                         "(looked for **/metrics.csv)")
+        raise UsageError(f"no runs found under {', '.join(map(str, paths))} (looked for "
+                         f"{', '.join(RECORD)})")
     t_load = time.perf_counter()
     a = analyse(rs, metric, by, facet, query)
     t_analyse = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    out = out or default_out(paths, query)
+    run_dirs = [str(Path(d).resolve()) for d in a.runs["run_dir"]]
+    try:
+        prepare(out, run_dirs, force)
+    except OutDirTaken as e:
+        raise UsageError(str(e)) from e
     images = draw(a, out)
     t_draw = time.perf_counter()
     files = write(a, images, out, ", ".join(map(str, paths)))
+    finish(out, run_dirs, [*files, *images], {"metric": a.metric, "by": a.by,
+                                              "facet": a.facet, "filter": query})
     t_end = time.perf_counter()
     return {"out": out, "files": [p.name for p in [*files, *images]], "verdict": a.verdict,
             "warnings": a.warnings, "n_runs": len(a.runs), "factors": a.fx.factors,
@@ -109,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = [p for p in paths if not p.exists()]
         if missing:
             raise UsageError(f"no such file or directory: {', '.join(map(str, missing))}")
-        res = compare(paths, args.out or default_out(paths), args.metric, args.by, args.facet,
-                      args.filter)
+        res = compare(paths, args.out, args.metric, args.by, args.facet, args.filter,
+                      force=args.force)
     except UsageError as e:
         print(f"compare.py: {e}", file=sys.stderr)
         return 2

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from experiments.analysis import stats
 from experiments.analysis.load import RunSet
 from experiments.record import higher_is_better
 
@@ -17,10 +19,22 @@ NO_BEST = ("lr",)                              # a schedule, not a result: final
 
 
 def query_expr(expr: str, columns: list[str] | pd.Index) -> str:
-    """Backtick dotted config names so pandas.query accepts "optim.lr < 0.1"."""
+    """Backtick dotted config names so pandas.query accepts "optim.lr < 0.1"; booleans as
+    users type them (true, false, 'true') become True and False."""
     for c in sorted((c for c in columns if "." in c), key=len, reverse=True):
         expr = re.sub(rf"(?<![\w`.]){re.escape(c)}(?![\w`])", f"`{c}`", expr)
-    return expr
+    expr = re.sub(r"""(['"])(true|false)\1""", lambda m: m.group(2).capitalize(), expr,
+                  flags=re.IGNORECASE)
+    return re.sub(r"(?<![\w`'\".])(true|false)(?![\w`'\"])",
+                  lambda m: m.group(1).capitalize(), expr)
+
+
+def filter_hint(runs: pd.DataFrame, expr: str | None) -> str:
+    """A hint for a filter that matched nothing: the values of the config keys it names."""
+    named = [c for c in runs.columns if c not in ("run_dir", "error") and expr
+             and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w])", expr)]
+    vals = [f"{c} takes {', '.join(map(repr, pd.unique(runs[c])[:8]))}" for c in named]
+    return f" ({'; '.join(vals)})" if vals else ""
 
 
 def apply_filter(runs: pd.DataFrame, expr: str | None) -> pd.DataFrame:
@@ -102,61 +116,11 @@ def run_table(rs: RunSet, runs: pd.DataFrame, fx: Factors) -> pd.DataFrame:
             parts[f"best_{c}"] = best[c]
     keys = fx.varying + ([fx.seed] if fx.seed and fx.seed not in fx.varying else [])
     table = runs[["run_dir", "status", *keys]].join(pd.DataFrame(parts))
+    for c in rs.finals.columns:  # test_acc, ...: once, at the end, in summary.json
+        table[f"final_{c}"] = rs.finals[c].reindex(runs.index)
     table["epochs"] = last["epoch"].reindex(runs.index).astype("Int64")
     table["wall_time_s"] = runs["wall_time_s"]
     return table
-
-
-def t_ci95(std: pd.Series | np.ndarray, n: pd.Series | np.ndarray) -> np.ndarray:
-    """Half-width of the 95% CI of a mean: t_{0.975, n-1} * std / sqrt(n) (NaN for n < 2)."""
-    from scipy.stats import t
-
-    n = np.asarray(n, dtype=float)
-    std = np.asarray(std, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n >= 2, t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)
-
-
-def _stats(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    out = df.groupby(keys, dropna=False, sort=False)[value].agg(["mean", "std", "count"])
-    out = out.rename(columns={"count": "n"})
-    out["ci95"] = t_ci95(out["std"], out["n"])
-    return out
-
-
-def group_stats(table: pd.DataFrame, keys: list[str], value: str, hib: bool,
-                seed: str | None = "seed") -> pd.DataFrame:
-    """Per group: mean, std, ci95, n (runs averaged), n_seeds over completed runs; n_runs and
-    n_<status> over all runs; ranked best first, groups with no completed run last. No keys:
-    one group, "all runs"."""
-    if not keys:
-        table, keys = table.assign(_all="all runs"), ["_all"]
-    done = table[table["status"] == "completed"]
-    status = table.groupby([*keys, "status"], dropna=False).size().unstack("status", fill_value=0)
-    out = status.join(_stats(done, keys, value), how="left")
-    out["n"] = out["n"].fillna(0).astype(int)
-    out["n_runs"] = status.sum(axis=1)
-    for s in ("completed", "diverged", "failed"):
-        out[f"n_{s}"] = out[s] if s in out else 0
-    out["n_other"] = out["n_runs"] - out[["n_completed", "n_diverged", "n_failed"]].sum(axis=1)
-    if seed and seed in done:
-        seeds = done[done[value].notna()].groupby(keys, dropna=False)[seed].nunique()
-        out["n_seeds"] = seeds.reindex(out.index).fillna(0).astype(int)
-    out = out.sort_values("mean", ascending=not hib, na_position="last", kind="stable")
-    out["rank"] = np.arange(1, len(out) + 1)
-    keep = ["rank", "mean", "std", "ci95", "n", "n_runs", "n_completed", "n_diverged",
-            "n_failed", "n_other"] + (["n_seeds"] if "n_seeds" in out else [])
-    return out[keep].reset_index()
-
-
-def factor_effects(table: pd.DataFrame, factors: list[str], value: str) -> dict[str, float]:
-    """Spread (max - min) of the level means of each factor over completed runs, largest first."""
-    done = table[table["status"] == "completed"]
-    eff = {}
-    for f in factors:
-        means = done.groupby(f, dropna=False)[value].mean()
-        eff[f] = float(means.max() - means.min()) if means.notna().sum() > 1 else 0.0
-    return dict(sorted(eff.items(), key=lambda kv: -kv[1]))
 
 
 def tidy(rs: RunSet, runs: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
@@ -166,10 +130,40 @@ def tidy(rs: RunSet, runs: pd.DataFrame, columns: list[str] | None = None) -> pd
     return m.join(runs[cols], on="run_id")
 
 
-def curve_stats(long: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    """mean, std, ci95, n per (keys..., epoch) over completed runs."""
-    done = long[long["status"] == "completed"]
-    return _stats(done, [*keys, "epoch"], value).reset_index()
+def curve_bands(long: pd.DataFrame, line_keys: list[str], cell_keys: list[str], col: str,
+                n_boot: int = 1000) -> pd.DataFrame:
+    """Per line (line_keys) and epoch, over completed runs: mean = the average of the line's
+    cell means (cell_keys: one configuration), lo/hi = a 95% percentile bootstrap resampling
+    seeds within each cell (nan unless every cell has MIN_N runs at that epoch), n = runs."""
+    done = long[long["status"].eq("completed") & long[col].notna()]
+    keys = list(dict.fromkeys([*line_keys, *cell_keys]))
+    rows = []
+    rng = np.random.default_rng(stats.RNG_SEED)
+    lines = done.groupby(line_keys, dropna=False, sort=False) if line_keys else [((), done)]
+    for lkey, sub in lines:
+        cells = [v.pivot_table(index="run_id", columns="epoch", values=col)
+                 for _, v in (sub.groupby(keys, dropna=False, sort=False) if keys else
+                              [((), sub)])]
+        epochs = sorted(set().union(*(c.columns for c in cells)))
+        mean, boot, n = [], [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch a cell never reached
+            for c in cells:
+                x = c.reindex(columns=epochs).to_numpy(dtype=float)     # (runs, epochs)
+                n.append(np.isfinite(x).sum(axis=0))
+                mean.append(np.nanmean(x, axis=0))
+                boot.append(np.nanmean(x[rng.integers(0, len(x), (n_boot, len(x)))], axis=1))
+            lo, hi = np.nanquantile(np.nanmean(boot, axis=0), [0.025, 0.975], axis=0)
+        enough = (np.asarray(n) >= stats.MIN_N).all(axis=0)
+        lkey = lkey if isinstance(lkey, tuple) else (lkey,)
+        rows.append(pd.DataFrame({**dict(zip(line_keys, lkey, strict=True)), "epoch": epochs,
+                                  "mean": np.nanmean(mean, axis=0),
+                                  "lo": np.where(enough, lo, np.nan),
+                                  "hi": np.where(enough, hi, np.nan),
+                                  "n": np.sum(n, axis=0)}))
+    if not rows:
+        return pd.DataFrame(columns=[*line_keys, "epoch", "mean", "lo", "hi", "n"])
+    return pd.concat(rows, ignore_index=True)
 
 
 def layer_profile(rs: RunSet, runs: pd.DataFrame, keys: list[str], when: str) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Find run dirs (every **/metrics.csv) and read them into three pandas frames, fast."""
+"""Find run dirs by their run record (summary.json, config.json or metrics.csv) and read them
+into pandas frames, fast."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import yaml
 from experiments import record
 from experiments.record import CONFIG, LAYERS, METRICS, OVERRIDES, SUMMARY
 
+RECORD = (SUMMARY, CONFIG, METRICS)  # any of these marks a run dir, started or not
+SWEEP_MARK = "multirun.yaml"  # Hydra's record of a sweep, in the sweep dir
+
 META_COLUMNS = ("run_dir", "status", "task", "wall_time_s", "error", "config_ok")  # not config
 STATUSES = (*record.STATUSES, "incomplete", "corrupt")  # + no summary.json / unreadable CSV
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -31,6 +35,7 @@ class RunSet:
     runs: pd.DataFrame     # index run_id: run_dir, status, task, wall_time_s, error, config keys
     metrics: pd.DataFrame  # run_id, epoch, <metrics.csv columns>
     layers: pd.DataFrame   # run_id, epoch, layer, name, act_std, grad_norm, ...
+    finals: pd.DataFrame = field(default_factory=pd.DataFrame)  # index run_id: test_acc, ...
     config_keys: list[str] = field(default_factory=list)  # flattened, first-seen order
     swept_keys: list[str] = field(default_factory=list)   # keys named in the runs' overrides
     warnings: list[str] = field(default_factory=list)
@@ -41,17 +46,39 @@ def _natural_key(p: Path) -> list:
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run dirs = parents of every metrics.csv under paths (files or dirs), naturally sorted."""
+    """Run dirs = dirs holding a run record file (RECORD) under paths, naturally sorted: a run
+    that failed before its first epoch has a summary.json but no metrics.csv."""
     found: set[Path] = set()
     for p in map(Path, paths):
-        if p.is_file() and p.name == METRICS:
+        if p.is_file() and p.name in RECORD:
             found.add(p.parent)
             continue
         for dirpath, dirnames, filenames in os.walk(p):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            if METRICS in filenames:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "compare"
+                           and not d.startswith("compare-")]
+            if any(f in filenames for f in RECORD):
                 found.add(Path(dirpath))
     return sorted(found, key=_natural_key)
+
+
+def sweep_of(run_dir: Path, roots: list[Path]) -> Path:
+    """The sweep a run belongs to: the nearest parent holding multirun.yaml, else the PATH
+    given on the command line that holds it."""
+    for d in run_dir.parents:
+        if (d / SWEEP_MARK).exists():
+            return d
+        if d in roots:
+            return d
+    return run_dir.parent
+
+
+def sweep_labels(dirs: list[Path], roots: list[Path]) -> list[str]:
+    """A short name per run for its sweep: the sweep dir's name, or its path when names clash."""
+    sweeps = [sweep_of(d, roots) for d in dirs]
+    names = {s: s.name or str(s) for s in set(sweeps)}
+    if len(set(names.values())) < len(names):
+        names = {s: str(s) for s in names}
+    return [names[s] for s in sweeps]
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -112,6 +139,8 @@ def read_csv_batch(items: list[tuple[int, Path]], required: tuple[str, ...],
             bad[run_id] = f"{path}: {problem}"
             continue
         header, _, body = data.partition(b"\n")
+        if not body.strip():
+            continue  # a header and no rows: nothing logged (log_layers=false), not damage
         ids, counts, bodies = groups.setdefault(header.rstrip(b"\r"), ([], [], []))
         ids.append(run_id)
         counts.append(body.count(b"\n"))
@@ -187,6 +216,8 @@ def _read_meta(run_id: int, d: Path, warns: list[str]) -> tuple[dict, list[str]]
         row["task"] = s.get("task")
         row["wall_time_s"] = s.get("wall_time_s", math.nan)
         row["error"] = s.get("error")
+        row["_finals"] = {k: v for k, v in (s.get("test") or {}).items()
+                          if isinstance(v, int | float) and not isinstance(v, bool)}
     except FileNotFoundError:
         pass  # never finished writing: incomplete
     except (OSError, ValueError, AttributeError):
@@ -197,16 +228,23 @@ def _read_meta(run_id: int, d: Path, warns: list[str]) -> tuple[dict, list[str]]
 def load_runs(paths: Iterable[str | Path]) -> RunSet:
     """Read every run under paths. Corrupt CSVs are skipped with a warning naming the file:
     a bad metrics.csv marks its run "corrupt" (listed, never averaged)."""
+    paths = [Path(p) for p in paths]
     dirs = find_runs(paths)
     warns: list[str] = []
-    rows, config_keys, swept = [], {}, {}
+    rows, finals_rows, config_keys, swept = [], [], {}, {}
     for run_id, d in enumerate(dirs):
         row, keys = _read_meta(run_id, d, warns)
+        finals_rows.append(row.pop("_finals", {}))
         rows.append(row)
         config_keys.update(dict.fromkeys(k for k in row if k not in META_COLUMNS))
         swept.update(dict.fromkeys(keys))
+    finals = pd.DataFrame(finals_rows, index=pd.RangeIndex(len(rows), name="run_id"),
+                          dtype=float)
     runs = pd.DataFrame(rows, index=pd.RangeIndex(len(rows), name="run_id"))
-    metrics, bad = read_csv_batch([(i, d / METRICS) for i, d in enumerate(dirs)], ("epoch",))
+    runs["sweep"] = sweep_labels(dirs, paths) if dirs else []
+    config_keys = {"sweep": None, **config_keys}
+    metrics, bad = read_csv_batch([(i, d / METRICS) for i, d in enumerate(dirs)
+                                   if (d / METRICS).exists()], ("epoch",))
     for run_id, msg in bad.items():
         warns.append(f"{msg}; run skipped (status corrupt)")
         runs.loc[run_id, "status"] = "corrupt"
@@ -222,5 +260,5 @@ def load_runs(paths: Iterable[str | Path]) -> RunSet:
         if missing.any() and "epoch_time_s" in metrics:
             totals = metrics.groupby("run_id")["epoch_time_s"].sum()
             runs.loc[missing, "wall_time_s"] = totals.reindex(runs.index[missing]).to_numpy()
-    return RunSet(runs=runs, metrics=metrics.reset_index(drop=True), layers=layers,
+    return RunSet(runs=runs, metrics=metrics.reset_index(drop=True), layers=layers, finals=finals,
                   config_keys=list(config_keys), swept_keys=list(swept), warnings=warns)

@@ -1,129 +1,110 @@
-"""summary.md and a self-contained report.html (images inlined): ranking, verdict, every plot."""
+"""summary.md and a self-contained report.html (images inlined, offline JavaScript): the context,
+the verdict, the ranked tables, the variance decomposition, every run and every figure."""
 
 from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from experiments.analysis.context import Context
 from experiments.analysis.style import fmt
+from experiments.analysis.verdict import interval, number
+
+if TYPE_CHECKING:
+    from experiments.analysis.analyse import Analysis
 
 MAX_HTML_ROWS = 200
+MAX_RUN_ROWS = 5000
 CAPTIONS = {
-    "curves_": "Learning curves of the metric, validation (solid, with a 95% CI band) and "
-               "training (dashed), one color per level.",
-    "curves_loss": "Learning curves of the loss: validation solid with a 95% CI band, "
-                   "training dashed.",
-    "final_by_factor": "Final metric per level of each factor, averaged over seeds and every "
-                       "other factor; bars are 95% CIs, gray dots single runs.",
-    "heatmap_": "Mean final metric for each pair of levels, averaged over seeds and the "
-                "remaining factors; n = completed runs per cell.",
+    "curves_": "Learning curves of the metric: mean over completed runs per level (validation "
+               "solid, with a 95% bootstrap band over seeds when every configuration of the "
+               "line has at least 3; training dashed); diverged runs drawn one by one up to "
+               "their divergence (×), running runs dotted.",
+    "curves_loss": "Learning curves of the loss, drawn like the metric's.",
+    "final_by_factor": "Outcome per level of each factor: the average of the configuration "
+                       "means (dot), its 95% interval from resampling seeds within each "
+                       "configuration (bars, when every configuration has 3 seeds), single "
+                       "runs as gray dots (× = diverged or failed, counted at the worst value).",
+    "heatmap_": "Mean outcome for each pair of levels, averaged over seeds and the remaining "
+                "factors; every heatmap of the metric shares one colour scale; n = runs counted.",
     "signal_propagation": "Per-layer activation std and weight-gradient norm at init and after "
-                          "training (log scale): vanishing or exploding signals show as slopes.",
+                          "training (log scale), one panel column per depth: vanishing or "
+                          "exploding signals show as slopes.",
     "layers_over_epochs": "Per hidden layer (one line each, darker = closer to the input), the "
                           "fraction of dead (ReLU) or saturated (sigmoid, tanh) units and the "
-                          "mean activation at every epoch, mean over seeds of completed runs: a "
-                          "top layer pinned at saturation (mean near 0 for sigmoid) is Glorot & "
-                          "Bengio's stalled net.",
+                          "mean activation at every epoch, one column per configuration, mean "
+                          "over its seeds (completed runs): a top layer pinned at saturation "
+                          "(mean near 0 for sigmoid) is Glorot & Bengio's stalled net.",
     "walltime": "Final metric against the run's wall time: what each configuration costs.",
 }
+RULES = ("Outcome rule: a completed run counts with its final value; a run that diverged, or "
+         "failed after its first epoch, counts as {worst} (the worst {metric} any run had at "
+         "initialization or at its end); runs that failed before training, are running, "
+         "interrupted or unreadable are listed but not counted. Intervals: 95% percentile "
+         "bootstrap over seeds within each configuration (n < 3: the min–max range, no "
+         "interval). A factor level averages its configuration means. \"Best\" needs a paired "
+         "test over shared seeds (else a permutation test) against every other group with "
+         "Holm-corrected p < 0.05; differences below {res} are ties. See docs/compare.md.")
 
 
-@dataclass
-class Report:
-    """Everything the two report files say."""
-
-    source: str
-    metric: str
-    hib: bool
-    factors: list[str]
-    aliases: dict[str, str]
-    groups: pd.DataFrame                  # group_stats over all factors, ranked
-    by_factor: dict[str, pd.DataFrame]    # factor -> group_stats over that factor alone
-    table: pd.DataFrame                   # runs.csv
-    verdict: str
-    warnings: list[str] = field(default_factory=list)
-    images: list[Path] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)  # run_dir -> error of a failed run
+def _int(v: object) -> str:
+    return "" if pd.isna(v) else str(int(v))
 
 
-def _label(row: pd.Series, keys: list[str]) -> str:
-    return ", ".join(f"{k}={fmt(row[k])}" for k in keys) if keys else "all runs"
+def _call(r: pd.Series) -> str:
+    if r["call"] in ("below", "tied for best") and pd.notna(r["p_holm"]):
+        return f"{r['call']} (p={r['p_holm']:.2g})"
+    return str(r["call"])
 
 
-def _msn(row: pd.Series) -> str:
-    if row["n"] == 0:
-        return "— (0)"
-    std = "" if pd.isna(row["std"]) else f" ± {row['std']:.3g}"
-    return f"{row['mean']:.4g}{std} ({int(row['n'])})"
-
-
-def _n(k: int, word: str) -> str:
-    return f"{k} {word}{'' if k == 1 else 's'}"
-
-
-def verdict(groups: pd.DataFrame, factors: list[str], by_factor: dict[str, pd.DataFrame],
-            metric: str, hib: bool, why: str = "") -> str:
-    """One paragraph: which configuration won, by how much, what mattered most, what broke."""
-    done = groups[groups["n"] > 0]
-    total = {s: int(groups[f"n_{s}"].sum()) for s in ("runs", "diverged", "failed", "other")}
-    if done.empty:
-        return (f"No run completed with a {metric} ({total['runs']} runs: {total['diverged']} "
-                f"diverged, {total['failed']} failed, {total['other']} did not finish), so "
-                "nothing is ranked.")
-    best = done.iloc[0]
-    seeds = int(best.get("n_seeds", best["n"]))
-    spread = f" ± {best['std']:.2g}" if pd.notna(best["std"]) else ""
-    parts = [f"Best: {_label(best, factors)}, final {metric} {best['mean']:.4g}{spread}"
-             + (f" (mean ± std over {_n(int(best['n']), 'run')}, {_n(seeds, 'seed')})."
-                if spread else f" ({_n(int(best['n']), 'run')}).")]
-    if len(done) > 1:
-        second, worst = done.iloc[1], done.iloc[-1]
-        gap = abs(best["mean"] - second["mean"])
-        cis = best["ci95"] + second["ci95"]
-        clear = ("the 95% CIs do not overlap" if pd.notna(cis) and gap > cis else
-                 "within the 95% CIs, so not a clear win" if pd.notna(cis) else
-                 "too few seeds for a CI")
-        lead = (f"It leads the runner-up ({_label(second, factors)}, {second['mean']:.4g}) "
-                f"by {gap:.3g} ({clear})")
-        if len(done) > 2:
-            lead += (f" and the worst ({_label(worst, factors)}, {worst['mean']:.4g}) by "
-                     f"{abs(best['mean'] - worst['mean']):.3g}")
-        parts.append(lead + ".")
-    spread = {f: t["mean"].max() - t["mean"].min() for f, t in by_factor.items()
-              if t["mean"].notna().sum() > 1}
-    if spread:
-        f = max(spread, key=lambda k: spread[k])
-        t = by_factor[f].dropna(subset=["mean"])
-        hi, lo = t.iloc[0], t.iloc[-1]
-        parts.append(f"The factor that matters most is {f}: averaged over everything else, "
-                     f"{metric} is {hi['mean']:.4g} with {f}={fmt(hi[f])} and {lo['mean']:.4g} "
-                     f"with {f}={fmt(lo[f])}.")
-    if why:
-        parts.append(why)
-    if total["diverged"] or total["failed"] or total["other"]:
-        n_bad = groups["n_diverged"] + groups["n_failed"]
-        bad = groups.assign(_bad=n_bad)[n_bad > 0].sort_values("_bad", ascending=False,
-                                                              kind="stable")
-        where = "; ".join(f"{_label(r, factors)}: {r['_bad']}" for _, r in bad.head(3).iterrows())
-        parts.append(f"{_n(total['diverged'], 'run')} diverged, {total['failed']} failed and "
-                     f"{total['other']} did not finish; they are left out of every mean"
-                     + (f" (most in {where})." if where and factors else "."))
-    return " ".join(parts)
-
-
-def _rows(groups: pd.DataFrame, keys: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
-    head = ["rank", *keys, f"final {metric}: mean ± std (n)", "95% CI ±", "diverged", "failed",
-            "incomplete"]
+def table_rows(t: pd.DataFrame, keys: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
+    """A ranked groups/levels table as header + string cells (integers as integers)."""
+    head = ["rank", *keys, f"{metric} (outcome)", "95% CI or range", "n",
+            "completed only", "diverged", "failed", "running", "other", "vs leader"]
+    if "n_cells" in t:
+        head.insert(len(keys) + 4, "configs")
     rows = []
-    for _, r in groups.iterrows():
-        ci = "" if pd.isna(r["ci95"]) else f"{r['ci95']:.3g}"
-        rows.append([str(r["rank"]), *(fmt(r[k]) for k in keys), _msn(r), ci,
-                     str(r["n_diverged"]), str(r["n_failed"]), str(r["n_other"])])
+    for _, r in t.iterrows():
+        row = [_int(r["rank"]), *(fmt(r[k]) for k in keys), number(r["mean"]),
+               interval(r) if r["n"] else "", _int(r["n"]), number(r["mean_completed"]),
+               _int(r["n_diverged"]), _int(r["n_failed"]), _int(r["n_running"]),
+               _int(r["n_other"]), _call(r)]
+        if "n_cells" in t:
+            row.insert(len(keys) + 4, _int(r["n_cells"]))
+        rows.append(row)
     return head, rows
+
+
+def importance_rows(a: Analysis) -> tuple[list[str], list[list[str]]]:
+    imp = a.importance.sort_values("eta2", ascending=False)
+    rows = [[r["term"], f"{r['eta2']:.1%}", "" if pd.isna(r["p"]) else f"{r['p']:.2g}"]
+            for _, r in imp.iterrows()]
+    return ["term", "η² (share of variance between configuration means)", "F-test p"], rows
+
+
+def facts(a: Analysis, ctx: Context) -> list[str]:
+    """The context lines: fixed settings, factors, code, commands, dates, counts, the rules."""
+    status = ", ".join(f"{v} {k}" for k, v in ctx.statuses.items())
+    direction = "higher is better" if a.hib else "lower is better"
+    out = [f"Runs: {len(a.table)} ({status}).",
+           f"Metric: {a.metric} ({direction}), the last logged value of each run.",
+           "Varied: " + ("; ".join(f"{k} ({', '.join(v)})" for k, v in ctx.varied.items())
+                         or "nothing (one configuration)") + ".",
+           "Held fixed: " + (", ".join(f"{k}={v}" for k, v in ctx.fixed.items()) or "—") + "."]
+    if ctx.commits:
+        out.append("Code: git " + ", ".join(ctx.commits) + ".")
+    out += [f"Command: `{c}`" for c in ctx.commands]
+    if ctx.dates:
+        out.append(f"Run records written: {ctx.dates}.")
+    out.append(RULES.format(worst=number(a.worst), metric=a.metric,
+                            res=f"{a.resolution:.3g}" + (" (one validation sample)"
+                                                         if a.metric.endswith("acc") else "")))
+    return out
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -132,43 +113,124 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _facts(rep: Report) -> list[str]:
-    counts = rep.table["status"].value_counts()
-    status = ", ".join(f"{v} {k}" for k, v in counts.items())
-    direction = "higher is better" if rep.hib else "lower is better"
-    facts = [f"Runs: {len(rep.table)} ({status}); only completed runs enter the means.",
-             f"Metric: final {rep.metric} ({direction}).",
-             "Factors: " + ("; ".join(f"{f} ({', '.join(map(fmt, pd.unique(rep.table[f])))})"
-                                      for f in rep.factors) or "none (one configuration)") + "."]
-    if rep.aliases:
-        facts.append("Keys that only follow a factor: " + ", ".join(
-            f"{k} (follows {f})" for k, f in rep.aliases.items()) + ".")
-    return facts
-
-
-def write_summary_md(rep: Report, path: Path) -> Path:
-    """Ranked groups as a Markdown table, the verdict, per-factor means, problems."""
-    out = [f"# Sweep comparison: {rep.source}", "", rep.verdict, ""]
-    out += [f"- {f}" for f in _facts(rep)] + ["", "## Ranking", ""]
-    out.append(_md_table(*_rows(rep.groups, rep.factors, rep.metric)))
-    for f, t in rep.by_factor.items():
-        out += ["", f"## By {f} (averaged over seeds and the other factors)", ""]
-        out.append(_md_table(*_rows(t, [f], rep.metric)))
-    if rep.warnings:
-        out += ["", "## Problems", ""] + [f"- {w}" for w in rep.warnings]
-    if rep.errors:
-        out += ["", "## Failed runs", ""] + [f"- {d}: {e}" for d, e in rep.errors.items()]
+def write_summary_md(a: Analysis, ctx: Context, source: str, path: Path) -> Path:
+    """The context, the verdict, the ranked tables, the decomposition, problems."""
+    out = [f"# Sweep comparison: {source}", "", a.verdict, ""]
+    out += [f"- {f}" for f in facts(a, ctx)] + ["", "## Ranking of configurations", ""]
+    out.append(_md_table(*table_rows(a.groups, a.fx.factors, a.metric)))
+    for f, t in a.by_factor.items():
+        out += ["", f"## By {f} (average of configuration means)", ""]
+        out.append(_md_table(*table_rows(t, [f], a.metric)))
+    if len(a.importance):
+        out += ["", "## What explains the differences (variance decomposition)", ""]
+        out.append(_md_table(*importance_rows(a)))
+    out += _problems_md(a)
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
     return path
 
 
-def _html_table(head: list[str], rows: list[list[str]]) -> str:
+def _errors(a: Analysis) -> dict[str, str]:
+    return {r.run_dir: str(r.error) for r in a.runs.itertuples()
+            if r.status in ("failed", "refused") and isinstance(r.error, str)}
+
+
+def _problems_md(a: Analysis) -> list[str]:
+    out = []
+    if a.warnings:
+        out += ["", "## Problems", ""] + [f"- {w}" for w in a.warnings]
+    if _errors(a):
+        out += ["", "## Failed runs", ""] + [f"- {d}: {e}" for d, e in _errors(a).items()]
+    return out
+
+
+def _html_table(head: list[str], rows: list[list[str]], attrs: str = "") -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                    for r in rows[:MAX_HTML_ROWS])
     more = (f"<p>{len(rows) - MAX_HTML_ROWS} more rows in groups.csv.</p>"
             if len(rows) > MAX_HTML_ROWS else "")
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>{more}"
+    return f"<table{attrs}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+
+def run_rows(a: Analysis, out: Path) -> tuple[list[str], list[list[tuple[str, str]]]]:
+    """The per-run table: (text, link) cells; the run_dir cell links to the run's folder."""
+    t = a.table
+    cols = ["run_dir", "status", *a.fx.varying, *([a.fx.seed] if a.fx.seed in t else []),
+            a.final, a.value, "counted_as", "epochs", "wall_time_s"]
+    cols = list(dict.fromkeys(c for c in cols if c in t))
+    rows = []
+    for _, r in t.head(MAX_RUN_ROWS).iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if c == "run_dir":
+                rel = os.path.relpath(v, out)
+                cells.append((str(v), Path(rel).as_posix() + "/"))
+            elif c in ("epochs",) or isinstance(v, bool):
+                cells.append((fmt(v) if isinstance(v, bool) else _int(v), ""))
+            elif isinstance(v, float):
+                cells.append((number(v) if c != "wall_time_s" else f"{v:.1f}", ""))
+            else:
+                cells.append((fmt(v), ""))
+        rows.append(cells)
+    return cols, rows
+
+
+SCRIPT = """
+(function(){
+  const table = document.getElementById('runs');
+  const body = table.tBodies[0];
+  const box = document.getElementById('runs-filter');
+  const count = document.getElementById('runs-count');
+  function show(){
+    const q = box.value.trim().toLowerCase();
+    let n = 0;
+    for (const tr of body.rows){
+      const hit = !q || tr.textContent.toLowerCase().includes(q);
+      tr.style.display = hit ? '' : 'none';
+      if (hit) n++;
+    }
+    count.textContent = n + ' of ' + body.rows.length + ' runs';
+  }
+  function key(td){
+    const t = td.textContent.trim();
+    const x = Number(t);
+    return (t !== '' && !Number.isNaN(x)) ? [0, x, ''] : [1, 0, t.toLowerCase()];
+  }
+  table.tHead.rows[0].querySelectorAll('th').forEach(function(th, i){
+    th.addEventListener('click', function(){
+      const dir = th.dataset.dir === 'asc' ? 'desc' : 'asc';
+      table.tHead.rows[0].querySelectorAll('th').forEach(h => delete h.dataset.dir);
+      th.dataset.dir = dir;
+      const rows = Array.from(body.rows);
+      rows.sort(function(a, b){
+        const x = key(a.cells[i]), y = key(b.cells[i]);
+        const c = x[0] - y[0] || (x[1] - y[1]) || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0);
+        return dir === 'asc' ? c : -c;
+      });
+      rows.forEach(r => body.appendChild(r));
+    });
+  });
+  box.addEventListener('input', show);
+  show();
+})();
+"""
+
+
+def _runs_html(a: Analysis, out: Path) -> str:
+    cols, rows = run_rows(a, out)
+    th = "".join(f"<th title='click to sort'>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td><a href='{html.escape(link)}'>{html.escape(text)}</a></td>"
+                         if link else f"<td>{html.escape(text)}</td>" for text, link in r)
+        + "</tr>" for r in rows)
+    more = (f"<p>First {MAX_RUN_ROWS} of {len(a.table)} runs; all are in runs.csv.</p>"
+            if len(a.table) > MAX_RUN_ROWS else "")
+    return ("<h2>Every run</h2><p><input id='runs-filter' type='search' "
+            "placeholder='filter: any text in a row' size='40'> <span id='runs-count'></span>"
+            " — click a header to sort.</p>"
+            f"<div class='scroll'><table id='runs'><thead><tr>{th}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>{more}<script>{SCRIPT}</script>")
 
 
 def _caption(name: str) -> str:
@@ -183,29 +245,40 @@ color:#222}table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{bor
 #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}td:nth-child(n+2){white-space:
 nowrap}figure{margin:1.5em 0}img{max-width:100%;height:auto;border:1px solid #eee}
 .verdict{font-size:1.1em;background:#f6f9ff;border-left:4px solid #4a7;padding:.6em 1em}
-figcaption{color:#555;font-size:.9em}"""
+figcaption{color:#555;font-size:.9em}#runs th{cursor:pointer}#runs th[data-dir=asc]::after{
+content:' ▲'}#runs th[data-dir=desc]::after{content:' ▼'}.scroll{overflow-x:auto}"""
 
 
-def write_report_html(rep: Report, path: Path) -> Path:
-    """One page, no server, no external file: tables, verdict and base64-inlined PNGs."""
+def write_report_html(a: Analysis, ctx: Context, source: str, images: list[Path],
+                      path: Path) -> Path:
+    """One page, no server, no external file: context, verdict, tables, runs, inlined PNGs."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>Sweep comparison: {esc(rep.source)}</title><style>{CSS}</style></head>"
-             f"<body><h1>Sweep comparison</h1><p><code>{esc(rep.source)}</code></p>",
-             f"<p class='verdict'>{esc(rep.verdict)}</p><ul>",
-             "".join(f"<li>{esc(f)}</li>" for f in _facts(rep)), "</ul><h2>Ranking</h2>",
-             _html_table(*_rows(rep.groups, rep.factors, rep.metric))]
-    for f, t in rep.by_factor.items():
-        parts += [f"<h3>By {esc(f)}</h3>", _html_table(*_rows(t, [f], rep.metric))]
-    parts.append("<h2>Plots</h2>")
-    for img in rep.images:
+             f"<title>Sweep comparison: {esc(source)}</title><style>{CSS}</style></head>"
+             f"<body><h1>Sweep comparison</h1><p><code>{esc(source)}</code></p>",
+             f"<p class='verdict'>{esc(a.verdict)}</p><ul>",
+             "".join(f"<li>{esc(f)}</li>" for f in facts(a, ctx)), "</ul>",
+             "<h2>Ranking of configurations</h2>",
+             _html_table(*table_rows(a.groups, a.fx.factors, a.metric))]
+    for f, t in a.by_factor.items():
+        parts += [f"<h3>By {esc(f)} (average of configuration means)</h3>",
+                  _html_table(*table_rows(t, [f], a.metric))]
+    if len(a.importance):
+        parts += ["<h3>What explains the differences (variance decomposition)</h3>",
+                  _html_table(*importance_rows(a))]
+    parts.append("<h2>Figures</h2>")
+    for img in images:
         data = base64.b64encode(img.read_bytes()).decode("ascii")
         parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{esc(img.stem)}'>"
                      f"<figcaption><b>{esc(img.name)}</b>: {esc(_caption(img.stem))}"
                      f"</figcaption></figure>")
-    if rep.warnings:
+    parts.append(_runs_html(a, path.parent))
+    if a.warnings:
         parts.append("<h2>Problems</h2><ul>" +
-                     "".join(f"<li>{esc(w)}</li>" for w in rep.warnings) + "</ul>")
+                     "".join(f"<li>{esc(w)}</li>" for w in a.warnings) + "</ul>")
+    if _errors(a):
+        parts.append("<h2>Failed runs</h2><ul>" + "".join(
+            f"<li><code>{esc(d)}</code>: {esc(e)}</li>" for d, e in _errors(a).items()) + "</ul>")
     parts.append("</body></html>\n")
     path.write_text("".join(parts), encoding="utf-8")
     return path
@@ -225,3 +298,4 @@ def signal_hint(prof: pd.DataFrame, by: str | None) -> str:
     return (f"Why, in part: at initialization the last hidden layer's activation std "
             f"(median) is {at.max():.3g} with {by}={hi} but {at.min():.3g} with {by}={lo} "
             f"(a factor of {at.max() / at.min():.3g}; see signal_propagation.png).")
+

@@ -15,10 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 
 matplotlib.use("Agg")  # files only, never a window
 
-MAX_FACETS, MAX_HEATMAPS, MAX_STYLES, MAX_LAYER_COLUMNS = 12, 15, 4, 6
+MAX_FACETS, MAX_HEATMAPS, MAX_STYLES, MAX_LAYER_COLUMNS = 12, 15, 4, 8
+ARCH_KEYS = ("depth",)  # keys that change which layer an index names: per-layer plots split by them
 STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P"]
 TITLE_CHARS_PER_INCH = 11.0  # DejaVu Sans at 10 pt ("medium") averages ~6 pt a character
 _TITLES: WeakKeyDictionary = WeakKeyDictionary()  # figure -> (its suptitle Text, unwrapped text)
@@ -85,6 +87,7 @@ class PlotSpec:
 
     def save(self, fig: plt.Figure, name: str) -> Path:
         path = self.out / (re.sub(r"[^\w.-]+", "_", name) + ".png")
+        no_math(fig)
         fit_title(fig)
         # tight: whatever the layout could not fit (a long tick label, a wide legend) is
         # kept by growing the canvas, never clipped
@@ -92,6 +95,13 @@ class PlotSpec:
         plt.close(fig)
         self.written.append(path)
         return path
+
+
+def no_math(fig: plt.Figure) -> None:
+    """Show every text of the figure as typed: a level like "$x$" or "a_$b" stays literal
+    instead of being parsed as matplotlib math text."""
+    for t in fig.findobj(Text):
+        t.set_parse_math(False)
 
 
 def wrap(text: str, width_in: float) -> str:
