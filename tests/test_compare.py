@@ -15,9 +15,10 @@ import yaml
 
 from experiments import compare, record
 from experiments.analysis import aggregate as agg
-from experiments.analysis import style
+from experiments.analysis import stats, style
+from experiments.analysis.analyse import analyse
 from experiments.analysis.load import RunSet, load_runs
-from experiments.benchmarks.fake_sweep import make_fake_sweep
+from experiments.benchmarks.fake_sweep import make_fake_sweep, make_known_sweep
 from experiments.paths import REPO as ROOT
 
 PY = sys.executable
@@ -76,6 +77,13 @@ def check_outputs(sweep: Path, out: Path, n_runs: int) -> None:
     assert got["mean"].to_numpy() == pytest.approx(want["mean"].to_numpy())
     assert got["std"].to_numpy() == pytest.approx(want["std"].to_numpy())
     assert (got["n"].to_numpy() == want["count"].to_numpy()).all()
+    for col in ("mean", "ci_lo", "ci_hi", "n_runs", "n_completed", "n_diverged", "n_failed"):
+        assert col in groups.columns, col
+    text = (out / "groups.csv").read_text().splitlines()
+    head = text[0].split(",")
+    for line in text[1:]:  # counts and ranks are written as integers
+        cells = dict(zip(head, line.split(","), strict=False))
+        assert all("." not in cells[c] for c in ("rank", "n", "n_runs", "n_completed"))
     for name in [*PLOTS, "report.html", "summary.md", "groups.csv"]:
         assert (out / name).stat().st_size > 200, name
 
@@ -132,14 +140,16 @@ def test_a_key_that_follows_a_factor_is_an_alias_and_paths_are_not_factors() -> 
     assert set(fx.varying) == {"optim.name", "depth", "optim.momentum", "data.path"}
 
 
-def test_summary_ranks_groups_with_mean_std_n(fake) -> None:
+def test_summary_ranks_groups_and_names_no_best_without_a_test(fake) -> None:
     _, out, stdout = fake
     md = (out / "summary.md").read_text()
     groups = pd.read_csv(out / "groups.csv")
-    best = groups.iloc[0]
     assert groups["mean"].is_monotonic_decreasing  # val_acc: higher is better
-    assert f"{best['mean']:.4g} ± {best['std']:.3g} (2)" in md
-    assert "Best: activation=" in md and "Best: activation=" in stdout
+    assert groups["rank"].tolist() == list(range(1, len(groups) + 1))
+    assert (groups["ci_lo"].isna() & groups["ci_hi"].isna()).all()  # 2 seeds: no interval
+    best = groups.iloc[0]
+    assert f"range {best['min']:.4g}–{best['max']:.4g}, n < 3: no interval" in md
+    assert "Best:" not in md and "Best:" not in stdout  # 2 seeds: no paired test possible
     assert md.count("| 1 |") >= 1 and "diverged" in md
 
 
@@ -147,8 +157,9 @@ def test_report_is_self_contained(fake) -> None:
     _, out, _ = fake
     html = (out / "report.html").read_text()
     assert html.count("<img src='data:image/png;base64,") == len(PLOTS)
-    assert "src='http" not in html and "href=" not in html
+    assert "src='http" not in html and "href='http" not in html and "<script src" not in html
     assert "<b>layers_over_epochs.png</b>: Per hidden layer" in html
+    assert html.count("<a href='../") == 8  # every run links to its folder
 
 
 def test_layers_over_epochs_are_seed_means_of_hidden_layers_of_completed_runs(tmp_path: Path) -> None:
@@ -242,23 +253,30 @@ def test_report_shows_every_image_in_headless_chromium(fake, tmp_path: Path) -> 
     assert images_in_chromium(out / "report.html", tmp_path) == (len(PLOTS), 0)
 
 
-def test_mixed_statuses_are_listed_but_left_out_of_the_means(tmp_path: Path) -> None:
+def test_mixed_statuses_are_listed_and_diverged_runs_count_at_the_worst_value(
+        tmp_path: Path) -> None:
     status = {0: "diverged", 1: "failed", 2: "no_summary", 5: "running"}
     sweep = make_fake_sweep(tmp_path / "s", 8, 6, factors=FACTORS, status_of=status)
-    rc, _, err = run_compare(sweep)
-    assert rc == 0, err
-    runs = pd.read_csv(sweep / "compare" / "runs.csv")
+    rs = load_runs([sweep])
+    a = analyse(rs)
+    runs = a.table
     assert sorted(runs["status"]) == sorted(["diverged", "failed", "incomplete", "running"]
                                             + ["completed"] * 4)
-    groups = pd.read_csv(sweep / "compare" / "groups.csv").set_index(["activation", "init"])
-    done = runs[runs["status"] == "completed"]
-    want = done.groupby(["activation", "init"])["final_val_acc"].mean()
-    assert groups.loc[want.index, "mean"].to_numpy() == pytest.approx(want.to_numpy())
-    assert groups["n_diverged"].sum() == 1 and groups["n_failed"].sum() == 1
-    assert groups["n_other"].sum() == 2 and groups["n"].sum() == 4
-    md = (sweep / "compare" / "summary.md").read_text()
-    assert "1 run diverged, 1 failed and 2 did not finish" in md
-    assert "RuntimeError: fake failure" in md
+    done = runs["status"] == "completed"
+    init = rs.metrics.loc[rs.metrics["epoch"] == 0, "val_acc"]
+    worst = min(init.min(), runs.loc[done, "final_val_acc"].min())
+    assert a.worst == pytest.approx(worst)
+    diverged = runs["status"] == "diverged"
+    assert runs.loc[diverged, "outcome_val_acc"].tolist() == [pytest.approx(worst)]
+    failed_late = (runs["status"] == "failed") & (runs["epochs"].fillna(0) >= 1)
+    assert runs.loc[failed_late, "outcome_val_acc"].eq(worst).all()
+    assert runs.loc[runs["status"].isin(["running", "incomplete"]), "outcome_val_acc"].isna().all()
+    g = a.groups.set_index(["activation", "init"])
+    want = runs.groupby(["activation", "init"])["outcome_val_acc"].mean()
+    assert g.loc[want.index, "mean"].to_numpy() == pytest.approx(want.to_numpy())
+    assert g["n_diverged"].sum() == 1 and g["n_failed"].sum() == 1
+    assert g["n_running"].sum() == 1 and g["n_other"].sum() == 1 and g["n_runs"].sum() == 8
+    assert "1 run diverged, 1 failed, 1 still running and 1 other" in a.verdict
 
 
 def test_truncated_or_corrupt_csvs_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> None:
@@ -353,9 +371,10 @@ def test_help_explains_every_option_with_an_example() -> None:
     p = subprocess.run([PY, str(ROOT / "experiments" / "compare.py"), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0
-    for opt in ("--metric", "--by", "--facet", "--filter", "--out", "examples:"):
+    for opt in ("--metric", "--by", "--facet", "--filter", "--out", "--force", "examples:"):
         assert opt in p.stdout
-    assert "--filter \"depth >= 8 and batchnorm\"" in p.stdout
+    assert "--filter \"depth >= 8 and batchnorm == true\"" in p.stdout
+    assert "--metric test_acc" in p.stdout
 
 
 RUN_PY = ROOT / "experiments" / "run.py"
@@ -375,3 +394,174 @@ def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     check_outputs(sweep, sweep / "compare", 8)
     if CHROMIUM:
         assert images_in_chromium(sweep / "compare" / "report.html", tmp_path) == (len(PLOTS), 0)
+
+
+# ---------------------------------------------------------------- known truths (issue 9)
+
+def known(tmp: Path, cells: dict[tuple, list], keys: tuple[str, ...], **kw) -> Path:
+    """A sweep from {levels: [final or (status, final) per seed]}."""
+    runs = []
+    for levels, per_seed in cells.items():
+        for seed, v in enumerate(per_seed):
+            status, final = v if isinstance(v, tuple) else ("completed", v)
+            runs.append({"levels": dict(zip(keys, levels, strict=True)), "seed": seed,
+                         "status": status, "final": final, "stop": 3 if status != "completed"
+                         else None})
+    return make_known_sweep(tmp, runs, **kw)
+
+
+def test_a_factor_with_no_effect_is_reported_as_no_effect_and_its_levels_tied(
+        tmp_path: Path) -> None:
+    seeds = [0.91, 0.88, 0.93, 0.90]  # identical training whatever gradcheck says
+    sweep = known(tmp_path / "s", {(True,): seeds, (False,): seeds}, ("gradcheck",))
+    a = analyse(load_runs([sweep]))
+    assert a.fx.factors == ["gradcheck"]
+    assert a.groups["call"].tolist() == ["tied for best", "tied for best"]
+    assert "gradcheck has no detectable effect" in a.verdict
+    assert "Best:" not in a.verdict and "matters most" not in a.verdict
+    assert a.importance["eta2"].tolist() == [0.0]
+
+
+def test_exact_and_near_exact_ties_are_ties_not_a_best(tmp_path: Path) -> None:
+    base = [0.9, 0.8, 0.85, 0.95]
+    sweep = known(tmp_path / "s", {("float32",): base, ("float64",): [v + 1e-16 for v in base]},
+                  ("dtype",))
+    a = analyse(load_runs([sweep]))
+    assert "Best:" not in a.verdict and "No single best" in a.verdict
+    assert "dtype has no detectable effect" in a.verdict
+
+
+def test_survivors_do_not_win_diverged_runs_count_at_the_worst_value(tmp_path: Path) -> None:
+    sweep = known(tmp_path / "s", {("A",): [0.90, 0.90, 0.90],
+                                   ("B",): [("diverged", 0.5), ("diverged", 0.5), 0.99]},
+                  ("level",))
+    a = analyse(load_runs([sweep]))
+    g = a.groups.set_index("level")
+    assert g.loc["A", "rank"] == 1 and g.loc["B", "rank"] == 2
+    assert g.loc["B", "mean_completed"] == pytest.approx(0.99)  # the survivor alone
+    assert g.loc["B", "mean"] == pytest.approx((0.1 + 0.1 + 0.99) / 3)  # worst seen: 0.1 at init
+    assert g.loc["B", "n_diverged"] == 2 and g.loc["B", "n_runs"] == 3
+    assert "ranks first with val_acc 0.9" in a.verdict or "Best: level=A" in a.verdict
+
+
+def test_an_interaction_only_design_is_described_as_an_interaction(tmp_path: Path) -> None:
+    noise = [0.0, 0.01, -0.01, 0.005]
+    cells = {("normal", False): [0.36 + e for e in noise], ("normal", True): [0.93 + e for e in noise],
+             ("he", False): [0.93 + e for e in noise], ("he", True): [0.93 + e for e in noise]}
+    sweep = known(tmp_path / "s", cells, ("init", "batchnorm"))
+    a = analyse(load_runs([sweep]))
+    assert "Interaction: batchnorm matters only with init=normal" in a.verdict
+    pair = a.importance[a.importance["factors"].map(len) == 2].iloc[0]
+    mains = a.importance[a.importance["factors"].map(len) == 1]
+    assert pair["eta2"] == pytest.approx(mains["eta2"].min())  # 2x2: as large as each main
+
+
+def test_confounded_sweeps_get_no_main_effect_claim(tmp_path: Path) -> None:
+    a_dir = known(tmp_path / "a", {(2,): [0.9, 0.91, 0.92], (4,): [0.8, 0.81, 0.82]}, ("depth",),
+                  n_epochs=5)
+    b_dir = known(tmp_path / "b", {(8,): [0.5, 0.51, 0.52]}, ("depth",), n_epochs=9)
+    a = analyse(load_runs([a_dir, b_dir]))
+    assert "sweep" in a.fx.factors and "depth" in a.fx.factors
+    assert ("sweep", "depth") in a.confounded or ("depth", "sweep") in a.confounded
+    assert "confounded" in a.verdict and "no main-effect claim" in a.verdict
+    assert "matters most is depth" not in a.verdict and "matters most is sweep" not in a.verdict
+    assert a.fx.aliases.get("epochs") == "sweep"  # epochs only follows the sweep
+    assert "epochs follows sweep one-to-one" in a.verdict
+
+
+def test_every_interval_of_an_accuracy_stays_in_0_1_and_n2_shows_a_range(tmp_path: Path) -> None:
+    sweep = known(tmp_path / "s", {("a",): [1.0, 0.99, 1.0, 0.97], ("b",): [0.0, 0.02, 0.0, 0.01],
+                                   ("c",): [0.6, 0.9]}, ("x",))
+    a = analyse(load_runs([sweep]))
+    tables = [a.groups, *a.by_factor.values()]
+    for t in tables:
+        lo, hi = t["ci_lo"].dropna(), t["ci_hi"].dropna()
+        assert ((lo >= 0) & (hi <= 1) & (lo <= hi)).all()
+    g = a.groups.set_index("x")
+    assert pd.isna(g.loc["c", "ci_lo"]) and (g.loc["c", "min"], g.loc["c", "max"]) == (0.6, 0.9)
+    assert g.loc["a", "ci_lo"] <= g.loc["a", "mean"] <= g.loc["a", "ci_hi"] <= 1.0
+    bands = agg.curve_bands(a.long.assign(x=a.long["x"]), ["x"], ["x"], "val_acc")
+    assert ((bands["lo"].dropna() >= 0) & (bands["hi"].dropna() <= 1)).all()
+
+
+def test_a_run_that_failed_before_epoch_1_and_a_running_run_are_in_runs_csv(
+        tmp_path: Path) -> None:
+    sweep = make_known_sweep(tmp_path / "s", [
+        {"levels": {"init": "he"}, "seed": 0, "final": 0.9},
+        {"levels": {"init": "he"}, "seed": 1, "status": "failed_at_start"},
+        {"levels": {"init": "xavier"}, "seed": 0, "final": 0.8},
+        {"levels": {"init": "xavier"}, "seed": 1, "status": "running", "final": 0.5, "stop": 2}])
+    assert not (sweep / "1" / "metrics.csv").exists()
+    rc, _, err = run_compare(sweep)
+    assert rc == 0, err
+    runs = pd.read_csv(sweep / "compare" / "runs.csv").set_index("run_dir")
+    assert runs.loc[str(sweep / "1"), "status"] == "failed"
+    assert runs.loc[str(sweep / "3"), "status"] == "running"
+    assert runs.loc[str(sweep / "3"), "final_val_acc"] == pytest.approx(0.5)
+    groups = pd.read_csv(sweep / "compare" / "groups.csv").set_index("init")
+    assert groups.loc["he", "n_failed"] == 1 and groups.loc["xavier", "n_running"] == 1
+    assert groups["n_runs"].sum() == 4
+    assert "RuntimeError: fake failure" in (sweep / "compare" / "summary.md").read_text()
+
+
+def test_final_only_metrics_of_the_summary_rank_with_metric_test_acc(tmp_path: Path) -> None:
+    sweep = make_known_sweep(tmp_path / "s", [
+        {"levels": {"init": i}, "seed": s, "final": 0.9, "test": t + 0.01 * s}
+        for i, t in (("he", 0.7), ("xavier", 0.95)) for s in range(3)])
+    a = analyse(load_runs([sweep]), metric="test_acc")
+    assert a.groups["init"].tolist() == ["xavier", "he"]
+    assert a.groups["mean"].tolist() == pytest.approx([0.96, 0.71])
+    assert a.table["final_test_acc"].notna().all()
+
+
+def test_booleans_filter_as_typed_and_a_constant_by_is_an_error(fake, tmp_path: Path) -> None:
+    sweep, _, _ = fake
+    rs = load_runs([sweep])
+    runs = agg.apply_filter(rs.runs.assign(batchnorm=[True, False] * 4), "batchnorm == true")
+    assert len(runs) == 4 and runs["batchnorm"].all()
+    assert len(agg.apply_filter(rs.runs, "batchnorm == 'false'")) == 8
+    with pytest.raises(Exception, match="has one value in every run; keys that vary: "
+                                        "activation, init"):
+        analyse(rs, by="depth")
+
+
+def test_an_empty_layers_csv_is_not_a_warning(tmp_path: Path) -> None:
+    sweep = make_fake_sweep(tmp_path / "s", 4, 3, factors={"init": ["he", "xavier"]},
+                            p_diverged=0, p_failed=0)
+    lay = sweep / "0" / "layers.csv"
+    lay.write_text(lay.read_text().splitlines()[0] + "\n")  # log_layers=false: header only
+    rs = load_runs([sweep])
+    assert not rs.warnings
+
+
+def test_another_comparison_in_the_out_dir_is_refused_and_stale_figures_go(
+        fake, tmp_path: Path) -> None:
+    sweep, _, _ = fake
+    out = tmp_path / "cmp"
+    rc, _, err = run_compare(sweep, "--out", out)
+    assert rc == 0, err
+    assert (out / "heatmap_activation__init.png").exists()
+    relu = ("--out", out, "--filter", "activation == 'relu'")
+    rc, _, err = run_compare(sweep, *relu)
+    assert rc == 2 and "another set of runs" in err and "--force" in err
+    rc, _, err = run_compare(sweep, *relu, "--force")
+    assert rc == 0, err
+    manifest = json.loads((out / "compare.json").read_text())
+    assert len(manifest["runs"]) == 4
+    left = sorted(p.name for p in out.glob("*.png"))
+    assert left == sorted(p for p in PLOTS if not p.startswith("heatmap_"))  # no stale figure
+
+
+def test_holm_paired_t_and_bootstrap_against_references() -> None:
+    from scipy.stats import ttest_rel
+
+    x, y = [0.9, 0.85, 0.88, 0.92], [0.8, 0.84, 0.83, 0.86]
+    assert stats.paired_t(pd.Series(x).to_numpy() - pd.Series(y).to_numpy()) == pytest.approx(
+        ttest_rel(x, y).pvalue)
+    assert stats.holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    lo, hi = stats.boot_mean_interval([pd.Series(x).to_numpy()])
+    assert min(x) <= lo < sum(x) / 4 < hi <= max(x)
+    assert stats.boot_mean_interval([pd.Series(x[:2]).to_numpy()]) != stats.boot_mean_interval(
+        [pd.Series(x).to_numpy()])
+    assert all(pd.isna(v) for v in stats.boot_mean_interval([pd.Series(x[:2]).to_numpy()]))
+    assert stats.permutation_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.1)

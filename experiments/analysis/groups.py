@@ -30,6 +30,11 @@ def _counts(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
+def _key(k: object) -> object:
+    """A group key as the index holds it: groupby on a one-key list yields 1-tuples."""
+    return k[0] if isinstance(k, tuple) and len(k) == 1 else k
+
+
 def _rank(out: pd.DataFrame, hib: bool) -> pd.DataFrame:
     out = out.sort_values("mean", ascending=not hib, na_position="last", kind="stable")
     out["rank"] = np.arange(1, len(out) + 1)
@@ -44,7 +49,9 @@ def _calls(out: pd.DataFrame, values: list[pd.Series], hib: bool, res: float) ->
     out["call"], out["diff"], out["p_holm"], out["test"] = "", math.nan, math.nan, ""
     col = out.columns.get_loc
     if ranked:
-        out.iat[ranked[0], col("call")] = "best" if len(tied) == 1 else "tied for best"
+        proven = len(tied) == 1 and all(c.call == "better" for c in contrasts)
+        out.iat[ranked[0], col("call")] = ("best" if proven else "tied for best"
+                                           if len(tied) > 1 else "first (untested)")
     for c in contrasts:
         out.iat[c.other, col("call")] = "tied for best" if c.other in tied else (
             "below (untested)" if c.call == "untested" else "below")
@@ -71,7 +78,7 @@ def cell_table(table: pd.DataFrame, factors: list[str], seed: str | None, hib: b
     out["n_seeds"] = (g[seed].nunique() if seed and seed in t else g[value].count())
     out["n"] = out["n"].fillna(0).astype(int)
     out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
-    ci = {k: stats.boot_mean_interval([v.to_numpy()]) for k, v in g[value]}
+    ci = {_key(k): stats.boot_mean_interval([v.to_numpy()]) for k, v in g[value]}
     out["ci_lo"] = [ci.get(k, (math.nan,) * 2)[0] for k in out.index]
     out["ci_hi"] = [ci.get(k, (math.nan,) * 2)[1] for k in out.index]
     out = _rank(out, hib)
@@ -79,7 +86,7 @@ def cell_table(table: pd.DataFrame, factors: list[str], seed: str | None, hib: b
     values = [pd.Series(dtype=float)] * len(out)
     for k, v in g:
         rep = v[seed] if seed and seed in v else pd.RangeIndex(len(v))
-        values[index_of[k]] = pd.Series(v[value].to_numpy(), index=pd.Index(rep))
+        values[index_of[_key(k)]] = pd.Series(v[value].to_numpy(), index=pd.Index(rep))
     out = _calls(out, values, hib, res)
     return out[COLUMNS].reset_index()
 
@@ -107,6 +114,7 @@ def level_table(table: pd.DataFrame, cells: pd.DataFrame, factor: str, factors: 
                              .groupby(level=0, dropna=False).mean())
     ci = {}
     for level, sub in g:
+        level = _key(level)
         strata = [v.to_numpy() for _, v in sub.groupby(others, dropna=False)[value]] \
             if others else [sub[value].to_numpy()]
         ci[level] = stats.boot_mean_interval(strata)

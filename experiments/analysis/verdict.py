@@ -66,6 +66,10 @@ def leader(a: Analysis) -> str:
         worst_p = below["p_holm"].max()
         return (f"Best: {label(top, keys)}, {what}. It beats every other configuration "
                 f"(paired tests over shared seeds, Holm-corrected p ≤ {worst_p:.2g}).")
+    if top["call"] == "first (untested)":
+        return (f"{label(top, keys)} ranks first with {what}; every other configuration is "
+                f"below its range, but with n < {stats.MIN_N} seeds no test supports calling "
+                f"it best.")
     others = [i for i in tied if i != ranked.index[0]]
     names = "; ".join(f"{label(g.iloc[i], keys)} ({number(g['mean'].iat[i])}: "
                       f"{_why_tied(g, i, a.resolution)})" for i in others[:4])
@@ -159,7 +163,9 @@ def _level_call(a: Analysis, t: pd.DataFrame, f: str) -> str:
         parts.append(f"is best ({tests})")
     else:
         names = ", ".join(fmt(v) for v in tied[f])
-        parts.append(f"ranks first, tied with {names}" if names else "ranks first")
+        parts.append(f"ranks first, tied with {names}" if names else
+                     f"ranks first (every other level below its range; n < {stats.MIN_N}: "
+                     "untested)")
     bad = t[(t["n_diverged"] + t["n_failed"]) > 0]
     for _, r in bad.iterrows():
         parts.append(f"{int(r['n_diverged'] + r['n_failed'])} of the {int(r['n_runs'])} runs "

@@ -46,6 +46,13 @@ def _set(cfg: dict, key: str, value: Any) -> None:
     cfg[leaf] = value
 
 
+def _write_config(d: Path, cfg: dict, overrides: list[str]) -> None:
+    """The run's config record and its overrides, where the harness writes them."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / record.CONFIG).write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False))
+    (d / record.OVERRIDES).write_text(yaml.dump(overrides, Dumper=_Dumper))
+
+
 def _score(levels: Mapping[str, Any]) -> float:
     """A made-up quality of a configuration: higher trains better."""
     s = sum(_QUALITY.get(str(v), 0.0) for v in levels.values())
@@ -131,8 +138,9 @@ def make_fake_sweep(root: str | Path, n_runs: int, n_epochs: int, seed: int = 0,
     grid = list(itertools.product(*factors.values()))
     rng = np.random.default_rng(seed)
     header = ",".join(_BASE + TASK_METRICS[task]) + "\n"
-    (root / "multirun.yaml").write_text(yaml.dump({"hydra": {"mode": "MULTIRUN"}},
-                                                  Dumper=_Dumper))
+    typed = [f"{k}={','.join(map(str, v))}" for k, v in factors.items()]
+    (root / "multirun.yaml").write_text(yaml.dump(
+        {"hydra": {"mode": "MULTIRUN", "overrides": {"task": typed}}}, Dumper=_Dumper))
     for i in range(n_runs):
         levels = dict(zip(factors, grid[i % len(grid)], strict=True))
         run_seed = i // len(grid)
@@ -155,11 +163,9 @@ def make_fake_sweep(root: str | Path, n_runs: int, n_epochs: int, seed: int = 0,
                            status == "diverged", depth)
         layers, names = _layers(run_rng, str(cfg["init"]), depth, stop)
         d = root / str(i)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / record.CONFIG).write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False))
         overrides = [f"{k}={v}" for k, v in levels.items()] + [f"seed={run_seed}",
                                                                 f"epochs={n_epochs}"]
-        (d / record.OVERRIDES).write_text(yaml.dump(overrides, Dumper=_Dumper))
+        _write_config(d, cfg, overrides)
         (d / record.METRICS).write_text(header + _fmt_rows(metrics))
         (d / record.LAYERS).write_text(",".join(LAYER_COLUMNS) + "\n" + _fmt_rows(layers, names))
         (d / record.LOG).write_text(f"fake run {i}: {status}\n")
@@ -175,4 +181,60 @@ def make_fake_sweep(root: str | Path, n_runs: int, n_epochs: int, seed: int = 0,
             "versions": {},
         }
         (d / record.SUMMARY).write_text(json.dumps(summary, allow_nan=True))
+    return root
+
+
+def write_run(d: str | Path, levels: Mapping[str, Any], seed: int, status: str, final: float,
+              n_epochs: int = 5, stop: int | None = None, task: str = "classification",
+              test: float | None = None) -> Path:
+    """One run dir with a known result: val_acc rises linearly from 0.1 (epoch 0) to `final`
+    at the last epoch written (n_epochs, or `stop`). status "diverged" ends with a non-finite
+    loss at `stop`; "failed_at_start" writes only the record (summary failed, no CSVs);
+    "running" writes epochs 0..stop and a running summary. For tests with a known truth."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads(json.dumps(BASE_CONFIG))
+    cfg["epochs"], cfg["seed"] = n_epochs, seed
+    for k, v in levels.items():
+        _set(cfg, k, v)
+    overrides = [f"{k}={v}" for k, v in levels.items()] + [f"seed={seed}"]
+    _write_config(d, cfg, overrides)
+    cols = _BASE + TASK_METRICS[task]
+    last = n_epochs if stop is None else stop
+    summary: dict[str, Any] = {"status": "failed" if status == "failed_at_start" else status,
+                               "task": task, "final": {}, "best": {}, "test": {},
+                               "epochs_completed": 0, "wall_time_s": 1.0, "versions": {},
+                               "error": "RuntimeError: fake failure" if "failed" in status
+                               else None}
+    if status != "failed_at_start":
+        e = np.arange(last + 1, dtype=float)
+        acc = 0.1 + (final - 0.1) * e / max(last, 1)
+        loss = 2.3 * (1 - acc) + 0.05
+        rows = np.column_stack([e, e * 10, np.full(e.size, 0.1), loss, loss, np.ones(e.size),
+                                np.full(e.size, 5.0), np.full(e.size, 0.01),
+                                np.full(e.size, 1000.0), acc, acc])
+        if status == "diverged":
+            rows[-1, 3:5] = [math.inf, math.nan]
+        (d / record.METRICS).write_text(",".join(cols) + "\n" + _fmt_rows(rows))
+        summary.update(final=dict(zip(cols, rows[-1].tolist(), strict=True)),
+                       epochs_completed=last)
+        if test is not None:
+            summary["test"] = {"test_acc": test, "test_loss": 2.3 * (1 - test)}
+    (d / record.SUMMARY).write_text(json.dumps(summary, allow_nan=True))
+    return d
+
+
+def make_known_sweep(root: str | Path, runs: Sequence[Mapping[str, Any]],
+                     n_epochs: int = 5) -> Path:
+    """A sweep of runs with known results: each item has "levels" (factor -> level), "seed",
+    "status" and "final" (the last val_acc), optionally "stop" and "test"; job i -> root/i."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in runs for k in r["levels"]))
+    task = [f"{k}={','.join(dict.fromkeys(str(r['levels'][k]) for r in runs))}" for k in keys]
+    (root / "multirun.yaml").write_text(yaml.dump(
+        {"hydra": {"mode": "MULTIRUN", "overrides": {"task": task}}}, Dumper=_Dumper))
+    for i, r in enumerate(runs):
+        write_run(root / str(i), r["levels"], int(r.get("seed", 0)), r.get("status", "completed"),
+                  float(r.get("final", 0.5)), n_epochs, r.get("stop"), test=r.get("test"))
     return root
