@@ -59,10 +59,12 @@ def batchnorm_forward(
         istd = torch.rsqrt(running_var + eps)
         return (x - running_mean) * (istd * gamma) + beta, None
     n = x.shape[0]
+    if n < 2:  # one sample has no variance: out would be beta and no gradient would flow
+        raise ValueError(f"BatchNorm in training needs a batch of at least 2 samples, got {n}")
     var, mu = torch.var_mean(x, dim=0, correction=0)  # biased variance normalizes
     if update_running:
         running_mean.mul_(1.0 - momentum).add_(mu, alpha=momentum)
-        unbiased = var * (n / (n - 1)) if n > 1 else var
+        unbiased = var * (n / (n - 1))
         running_var.mul_(1.0 - momentum).add_(unbiased, alpha=momentum)
     istd = torch.rsqrt(var + eps)
     xhat = (x - mu) * istd

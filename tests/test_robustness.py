@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments.harness.names import inside, run_name
 from experiments.harness.preflight import PreflightError, plan
 from experiments.paths import CONF_DIR, RUN_PY
 from mlp_core.data import load_dataset
+from mlp_core.model import MLPClassifier
+from mlp_core.optim import SGD, LRSchedule
+from mlp_core.train import TrainConfig, Trainer
 
 
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -115,3 +119,39 @@ def test_dot_dot_values_create_nothing_outside_the_sweep_dir(tmp_path: Path) -> 
     assert runs == ["0_data.target=___,data=csv,epochs=1"]
     assert sorted(p.name for p in tmp_path.rglob("*") if not inside(p, work / "s")) == \
         sorted(["a", "b", "d.csv", "s"])
+
+
+# ---------------------------------------------------------------- 7. early, clear failures
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:7", "mps"])
+def test_a_device_the_machine_lacks_is_refused_before_any_dir(device: str, monkeypatch,
+                                                              tmp_path: Path) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PreflightError, match=f"device={device} .*no (CUDA|MPS) device"):
+        plan(["-m", f"device={device}", "seed=0,1"], CONF_DIR)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cuda_index_beyond_the_device_count_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(PreflightError, match="device=cuda:2 .*2 CUDA device.*cuda:0 .. cuda:1"):
+        plan(["device=cuda:2"], CONF_DIR)
+
+
+def test_batchnorm_with_a_batch_of_one_is_refused_and_a_trailing_one_dropped() -> None:
+    with pytest.raises(PreflightError, match="batch_size=1 .*>= 2 with batchnorm=true"):
+        plan(["batchnorm=true", "batch_size=1"], CONF_DIR)
+    model = MLPClassifier(2, 2, [4], batchnorm=True, dtype=torch.float64, seed=0)
+    with torch.inference_mode(), pytest.raises(ValueError, match="at least 2 samples, got 1"):
+        model.forward(torch.zeros(1, 2, dtype=torch.float64), train=True)
+    data = load_dataset("moons", n_samples=45, val_frac=0.2, test_frac=0.2)  # 27 train rows
+    n_train = data.X_train.shape[0]
+    assert n_train % 13 == 1  # two batches of 13 and a trailing batch of 1
+    model = MLPClassifier(2, 2, [4], batchnorm=True, seed=0)
+    trainer = Trainer(model, SGD(model.params, lr=0.1), LRSchedule(0.1, 1), data,
+                      TrainConfig(epochs=1, batch_size=13))
+    records = list(trainer.run())
+    assert trainer.step == 2 and trainer.status == "completed" and len(records) == 2

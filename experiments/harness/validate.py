@@ -9,6 +9,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.harness.schema import FREE_KEYS, Activation, CsvTask, DType, Init, Schedule
@@ -116,6 +117,31 @@ def allowed_for(key: str) -> str:
     return "see `python experiments/run.py --cfg job`"
 
 
+def device_problem(device: str) -> str | None:
+    """Why `device` (cpu, cuda, cuda:N, mps) cannot be used on this machine; None if it can."""
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            return "no CUDA device on this machine: torch.cuda.is_available() is false"
+        if index and int(index) >= n:
+            return f"this machine has {n} CUDA device(s): cuda:0 .. cuda:{n - 1}"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return "no MPS device on this machine: torch.backends.mps.is_available() is false"
+    return None
+
+
+def check_device(device: str) -> None:
+    """Raise ConfigError naming `device` if this machine does not have it."""
+    problem = device_problem(device)
+    if problem:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        have = ["cpu", *(f"cuda:{i}" for i in range(n))]
+        if torch.backends.mps.is_available():
+            have.append("mps")
+        raise ConfigError("device", device, f"{', '.join(have)}; {problem}")
+
+
 class UnknownKeyError(ConfigError):
     """A key the schema does not have (a typo behind `+`, or a key of another group)."""
 
@@ -170,5 +196,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("optim.name", optim.name, ", ".join(group_options("optim")))
     if optim.get("nesterov") and (optim.momentum <= 0 or optim.dampening != 0):
         raise ConfigError("optim.nesterov", True, "true only with momentum > 0 and dampening 0")
+    if cfg.batchnorm and cfg.batch_size < 2:
+        raise ConfigError("batch_size", cfg.batch_size, "an integer >= 2 with batchnorm=true "
+                          "(a batch of 1 has no variance)")
+    if cfg.batchnorm and cfg.probe_size < 2:
+        raise ConfigError("probe_size", cfg.probe_size, "an integer >= 2 with batchnorm=true")
+    check_device(cfg.device)
     if optim.warmup_epochs >= cfg.epochs:
         raise ConfigError("optim.warmup_epochs", optim.warmup_epochs, "an integer < epochs")
