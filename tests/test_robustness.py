@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
+from experiments.harness.build import build, gradcheck_probe
 from experiments.harness.names import inside, run_name
 from experiments.harness.preflight import PreflightError, plan
 from experiments.paths import CONF_DIR, RUN_PY
 from mlp_core.data import load_dataset
+from mlp_core.gradcheck import gradcheck
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import SGD, LRSchedule
 from mlp_core.train import TrainConfig, Trainer
@@ -155,3 +159,42 @@ def test_batchnorm_with_a_batch_of_one_is_refused_and_a_trailing_one_dropped() -
                       TrainConfig(epochs=1, batch_size=13))
     records = list(trainer.run())
     assert trainer.step == 2 and trainer.status == "completed" and len(records) == 2
+
+
+# ---------------------------------------------------------------- 9. gradient check
+def test_the_issue_false_alarm_deep_normal_init_on_digits_passes() -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="test"):
+        cfg = compose(config_name="config",
+                      overrides=["data=digits", "depth=10", "init=normal", "seed=2"])
+    b = build(cfg)
+    with torch.inference_mode():
+        err = gradcheck(b.model, *gradcheck_probe(b.data))  # was 2.2e-3 > 1e-4
+    assert err <= cfg.gradcheck_tol
+
+
+@pytest.mark.parametrize("depth", [2, 10, 30])
+def test_gradcheck_has_no_false_alarm_over_inits_activations_and_seeds(depth: int) -> None:
+    worst = {}
+    for init, act, seed in itertools.product(["he", "xavier", "normal", "uniform"],
+                                             ["relu", "sigmoid", "tanh"], range(5)):
+        gen = torch.Generator().manual_seed(seed)
+        X, y = torch.randn(8, 6, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+        model = MLPClassifier(6, 10, [8] * depth, activation=act, init=init, seed=seed)
+        with torch.inference_mode():
+            worst[init, act, seed] = gradcheck(model, X, y, n_checks=24, per_tensor=1)
+    bad = {k: f"{v:.1e}" for k, v in worst.items() if not v <= 1e-4}
+    assert not bad
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+def test_gradcheck_catches_a_backward_wrong_by_one_percent_in_deep_nets(act: str,
+                                                                        monkeypatch) -> None:
+    import mlp_core.model as model_mod
+
+    real = model_mod.act_backward
+    monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(8, 6, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    model = MLPClassifier(6, 10, [8] * 10, activation=act, init="xavier", seed=0)
+    with torch.inference_mode():
+        assert gradcheck(model, X, y, n_checks=24, per_tensor=1) > 1e-3
