@@ -119,4 +119,4 @@ def test_a_regression_comparison_ranks_by_the_metrics_direction(tmp_path: Path, 
     groups = pd.read_csv(sweep / "compare" / "groups.csv").sort_values("rank")
     assert groups["mean"].is_monotonic_decreasing if higher else groups["mean"].is_monotonic_increasing
     direction = "higher is better" if higher else "lower is better"
-    assert f"final {metric} ({direction})" in (sweep / "compare" / "summary.md").read_text()
+    assert f"Metric: {metric} ({direction})" in (sweep / "compare" / "summary.md").read_text()
