@@ -3,7 +3,10 @@
 Classification: activation x init x seed on digits, six hidden layers with SGD: ReLU trains and
 sigmoid does not, which the report shows and explains (signal propagation, saturation per layer).
 Regression: ReLU vs sigmoid on sine (4 hidden layers, Adam, 3 seeds), ranked by val_mse (lower
-is better). Measured: about ten seconds for the first sweep and ten for the second on 2 idle cores.
+is better): ReLU 0.042, sigmoid 0.148, a paired-test win.
+Measured 2026-11-30 on 2 cores shared with other jobs (load average 12-18, so wall time is
+inflated): the whole demo took 15 min 51 s wall and 3 min 16 s CPU; the regression study alone
+2 min 35 s wall and 24 s CPU. On idle cores expect about the CPU time.
 """
 
 from __future__ import annotations
