@@ -95,12 +95,60 @@ def images_in_chromium(report: Path, tmp: Path) -> tuple[int, int]:
              "i.setAttribute('data-check',i.complete&&i.naturalWidth>0?'ok':'broken');});"
              "</script></body>")
     page.write_text(report.read_text().replace("</body>", probe))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
            page.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     return dom.count('data-check="ok"'), dom.count('data-check="broken"')
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ERROR_PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message)));
+console.error = (...a) => { window.__errors.push(a.join(' ')); };
+</script>"""
+TABLE_PROBE = """<script>
+window.addEventListener('load', () => {
+  const t = document.getElementById('runs'), box = document.getElementById('runs-filter');
+  const heads = Array.from(t.tHead.rows[0].cells).map(c => c.textContent);
+  const col = heads.indexOf('seed');
+  const seeds = () => Array.from(t.tBodies[0].rows).map(r => r.cells[col].textContent);
+  const shown = () => Array.from(t.tBodies[0].rows).filter(r => r.style.display !== 'none');
+  t.tHead.rows[0].cells[col].click(); const asc = seeds();
+  t.tHead.rows[0].cells[col].click(); const desc = seeds();
+  box.value = 'tanh'; box.dispatchEvent(new Event('input'));
+  const filtered = shown().map(r => r.textContent.includes('tanh'));
+  box.value = ''; box.dispatchEvent(new Event('input'));
+  const res = {asc, desc, filtered, all: shown().length, count: document.getElementById(
+    'runs-count').textContent, links: Array.from(t.querySelectorAll('a')).map(a => a.href),
+    errors: window.__errors};
+  const pre = document.createElement('pre'); pre.id = 'probe-result';
+  pre.textContent = JSON.stringify(res); document.body.appendChild(pre);
+});
+</script>"""
+
+
+def table_in_chromium(report: Path, tmp: Path) -> dict:
+    """Click the per-run table's seed header twice, type a filter, read the links, collect
+    console errors, all in headless Chromium; the probe page sits beside the report so its
+    relative links resolve as the report's do."""
+    import html as html_lib
+    import re
+
+    page = report.with_name("_probe.html")
+    text = report.read_text()
+    page.write_text(text.replace("<head>", "<head>" + ERROR_PROBE, 1)
+                    .replace("</body>", TABLE_PROBE + "</body>"))
+    try:
+        cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom",
+               page.as_uri()]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    finally:
+        page.unlink()
+    m = re.search(r'<pre id="probe-result">(.*?)</pre>', dom, re.S)
+    assert m, dom[-2000:]
+    return json.loads(html_lib.unescape(m.group(1)))
 
 
 @pytest.fixture(scope="module")
@@ -565,3 +613,21 @@ def test_holm_paired_t_and_bootstrap_against_references() -> None:
         [pd.Series(x).to_numpy()])
     assert all(pd.isna(v) for v in stats.boot_mean_interval([pd.Series(x[:2]).to_numpy()]))
     assert stats.permutation_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.1)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium/chromium-browser on PATH "
+                    "(.ci/run installs Debian's chromium)")
+def test_report_run_table_sorts_filters_and_links_in_headless_chromium(fake, tmp_path: Path
+                                                                       ) -> None:
+    from urllib.parse import unquote, urlparse
+
+    sweep, out, _ = fake
+    res = table_in_chromium(out / "report.html", tmp_path)
+    assert res["errors"] == []
+    assert res["asc"] == sorted(res["asc"], key=int) and res["desc"] == res["asc"][::-1]
+    assert res["asc"] != res["desc"]
+    assert len(res["filtered"]) == 4 and all(res["filtered"])  # 4 tanh runs of 8
+    assert res["all"] == 8 and res["count"] == "8 of 8 runs"
+    targets = sorted(Path(unquote(urlparse(u).path)) for u in res["links"])
+    assert targets == sorted((sweep / str(i)).resolve() for i in range(8))
+    assert all(t.is_dir() and (t / "summary.json").exists() for t in targets)

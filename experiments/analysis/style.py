@@ -19,7 +19,7 @@ from matplotlib.text import Text
 
 matplotlib.use("Agg")  # files only, never a window
 
-MAX_FACETS, MAX_HEATMAPS, MAX_STYLES, MAX_LAYER_COLUMNS = 12, 15, 4, 8
+MAX_FACETS, MAX_HEATMAPS, MAX_STYLES, MAX_LAYER_COLUMNS = 12, 15, 4, 6
 ARCH_KEYS = ("depth",)  # keys that change which layer an index names: per-layer plots split by them
 STYLES, MARKERS = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P"]
 TITLE_CHARS_PER_INCH = 11.0  # DejaVu Sans at 10 pt ("medium") averages ~6 pt a character

@@ -16,6 +16,7 @@ from experiments.analysis.style import fmt
 if TYPE_CHECKING:
     from experiments.analysis.analyse import Analysis
 
+NOTABLE = 0.05           # an eta-squared below this, with tied levels, is "no detectable effect"
 INTERACTION_ONLY = 0.25  # "B matters only with A=a": B's effect elsewhere is below this share
 
 
@@ -67,9 +68,8 @@ def leader(a: Analysis) -> str:
         return (f"Best: {label(top, keys)}, {what}. It beats every other configuration "
                 f"(paired tests over shared seeds, Holm-corrected p ≤ {worst_p:.2g}).")
     if top["call"] == "first (untested)":
-        return (f"{label(top, keys)} ranks first with {what}; every other configuration is "
-                f"below its range, but with n < {stats.MIN_N} seeds no test supports calling "
-                f"it best.")
+        return (f"{label(top, keys)} ranks first with {what}; with n < {stats.MIN_N} seeds "
+                "per configuration no test can confirm it, so no configuration is called best.")
     others = [i for i in tied if i != ranked.index[0]]
     names = "; ".join(f"{label(g.iloc[i], keys)} ({number(g['mean'].iat[i])}: "
                       f"{_why_tied(g, i, a.resolution)})" for i in others[:4])
@@ -122,11 +122,16 @@ def factors(a: Analysis) -> list[str]:
         f = m["factors"][0]
         t = a.by_factor[f]
         ranked = t.dropna(subset=["mean"])
-        no_effect = (not ranked["call"].str.startswith("below").any()
-                     and not ranked["call"].eq("best").any())
-        if m["eta2"] == 0 or no_effect:
+        tied = (not ranked["call"].str.startswith("below").any()
+                and not ranked["call"].eq("best").any())
+        if m["eta2"] == 0 or (tied and m["eta2"] < NOTABLE):
             out.append(f"{f} has no detectable effect: its levels are tied "
                        f"({_level_means(t, f)}).")
+        elif tied:
+            top = ranked.iloc[0]
+            out.append(f"{f}={fmt(top[f])} ranks first on average over the other factors "
+                       f"({_level_means(t, f)}; η² {m['eta2']:.0%}){_damage(t, f)}, but the "
+                       f"difference is not confirmed ({_tests(t, f)}): more seeds would tell.")
         else:
             effective.append((f, m, t))
     if effective:
@@ -135,11 +140,15 @@ def factors(a: Analysis) -> list[str]:
         out.insert(0, f"The factor that matters most is {f}: it explains {m['eta2']:.0%} of the "
                       f"variance between configuration means (η²). Averaged over the other "
                       f"factors: {_level_means(t, f)}; {f}={fmt(top[f])} "
-                      + _level_call(a, t, f) + ".")
+                      + _level_call(a, t, f) + _damage(t, f) + ".")
+        for f, m, t in effective[1:]:
+            top = t.iloc[0]
+            out.append(f"{f} matters too (η² {m['eta2']:.0%}): {_level_means(t, f)}; "
+                       f"{f}={fmt(top[f])} " + _level_call(a, t, f) + _damage(t, f) + ".")
     for _, r in pairs.iterrows():
         f, g = r["factors"]
         main = mains.set_index(mains["factors"].map(lambda x: x[0]))["eta2"]
-        if r["eta2"] >= 0.05 and r["eta2"] >= min(main.get(f, 0), main.get(g, 0)) \
+        if r["eta2"] >= NOTABLE and r["eta2"] >= min(main.get(f, 0), main.get(g, 0)) \
                 and not r["p"] >= stats.ALPHA:
             test = f"F-test p = {r['p']:.2g}" if pd.notna(r["p"]) else "one seed: not tested"
             out.append(f"Interaction: {interaction(a, f, g)} ({f} × {g} explains "
@@ -152,25 +161,33 @@ def factors(a: Analysis) -> list[str]:
     return out
 
 
+def _tests(t: pd.DataFrame, f: str) -> str:
+    """"vs false: paired t over 4 pairs, Holm p = 0.15; vs x: n < 3, untested"."""
+    out = []
+    for _, r in t.iloc[1:].dropna(subset=["mean"]).iterrows():
+        if pd.notna(r["p_holm"]):
+            out.append(f"vs {fmt(r[f])}: {r['test']}, Holm p = {r['p_holm']:.2g}")
+        else:
+            out.append(f"vs {fmt(r[f])}: n < {stats.MIN_N}, untested")
+    return "; ".join(out)
+
+
 def _level_call(a: Analysis, t: pd.DataFrame, f: str) -> str:
-    below = t[t["call"].str.startswith("below")]
-    tied = t.iloc[1:][t["call"].iloc[1:] == "tied for best"]
-    parts = []
+    """"is best (vs ...: test, p)" or "ranks first, tied with ..."."""
     if t["call"].iat[0] == "best":
-        tests = "; ".join(f"vs {fmt(r[f])}: {r['test']}, Holm p = {r['p_holm']:.2g}"
-                          if pd.notna(r["p_holm"]) else f"vs {fmt(r[f])}: ranges do not overlap "
-                          f"(n < {stats.MIN_N}, untested)" for _, r in below.iterrows())
-        parts.append(f"is best ({tests})")
-    else:
-        names = ", ".join(fmt(v) for v in tied[f])
-        parts.append(f"ranks first, tied with {names}" if names else
-                     f"ranks first (every other level below its range; n < {stats.MIN_N}: "
-                     "untested)")
+        return f"is best ({_tests(t, f)})"
+    tied = t.iloc[1:][t["call"].iloc[1:] == "tied for best"]
+    names = ", ".join(fmt(v) for v in tied[f])
+    if names:
+        return f"ranks first, tied with {names}"
+    return f"ranks first (the others are below its range; n < {stats.MIN_N}: untested)"
+
+
+def _damage(t: pd.DataFrame, f: str) -> str:
+    """"; 2 of the 4 runs with batchnorm=false diverged or failed"."""
     bad = t[(t["n_diverged"] + t["n_failed"]) > 0]
-    for _, r in bad.iterrows():
-        parts.append(f"{int(r['n_diverged'] + r['n_failed'])} of the {int(r['n_runs'])} runs "
-                     f"with {f}={fmt(r[f])} diverged or failed")
-    return "; ".join(parts)
+    return "".join(f"; {int(r['n_diverged'] + r['n_failed'])} of the {int(r['n_runs'])} runs "
+                   f"with {f}={fmt(r[f])} diverged or failed" for _, r in bad.iterrows())
 
 
 def problems(a: Analysis) -> str:
