@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from experiments import record
 from experiments.analysis.style import STYLES, fit_y, suptitle
 from experiments.record import METRICS
 
 COLOR = "tab:blue"
 DPI = 100
-# task -> its primary metric and the panels of that figure: (ylabel, columns; first solid, next
-# dashed). A column the run did not log (no val split: val_frac=0) is left out.
+# task -> the panels of its metric figure: (ylabel, columns; first solid, next dashed). A column
+# the run did not log (no val split: val_frac=0) is left out.
 PANELS = {
-    "classification": ("val_acc", [("accuracy", ["val_acc", "train_acc"])]),
-    "regression": ("val_mse", [("MSE", ["val_mse", "train_mse"]), ("R²", ["val_r2"])]),
+    "classification": [("accuracy", ["val_acc", "train_acc"])],
+    "regression": [("MSE", ["val_mse", "train_mse"]), ("R²", ["val_r2"])],
 }
 
 
@@ -73,11 +74,12 @@ def draw_run(run_dir: str | Path, status: str, label: str, epochs: int | None = 
     written (none when metrics.csv has no row).
     """
     run_dir = Path(run_dir)
-    metrics = pd.read_csv(run_dir / metrics_file)
+    metrics = pd.read_csv(run_dir / record.METRICS)
     if metrics.empty:
         return []
     last = int(metrics["epoch"].iloc[-1])
-    metric, panels = PANELS["classification" if "train_acc" in metrics else "regression"]
+    task = "classification" if "train_acc" in metrics else "regression"
+    metric, panels = record.primary_metric(task), PANELS[task]
     note = _status_note(status, last, epochs)
     diverged_at = last if status == "diverged" else None
     written = []
