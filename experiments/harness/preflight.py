@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from experiments.harness.names import inside
+from experiments.harness.slurm import check_cpus
 from experiments.harness.validate import ConfigError, allowed_for, group_options, validate
 
 # Flags that only show information: nothing runs, so nothing to validate.
@@ -129,6 +130,9 @@ def plan(argv: Sequence[str], conf_dir: Path, config_name: str = "config") -> Pl
             n_jobs = int(OmegaConf.select(base, "hydra.sweeper.n_trials", default=0) or 0)
         else:
             n_jobs = len(combos)
+        too_big = check_cpus(base)
+        if too_big:
+            raise PreflightError(too_big)
         return Plan(configs, n_jobs, multirun=True,
                     sweep_dir=str(OmegaConf.select(base, "hydra.sweep.dir")))
 
