@@ -19,6 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from experiments.harness import signals
 from experiments.harness.build import build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
@@ -35,7 +36,7 @@ from experiments.harness.rundir import (
 )
 from experiments.harness.summary import best_metrics, objective, parse_row, scalar, versions
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
-from experiments.record import BAD, LAYER_COLUMNS
+from experiments.record import BAD, INTERRUPTED, LAYER_COLUMNS
 from mlp_core.gradcheck import gradcheck
 from mlp_core.train import Trainer
 
@@ -173,9 +174,15 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
                                phases_s=phases.as_dict())
                 atomic_write_json(rd.summary, summary)
                 phases.add("writes", time.perf_counter() - t_write)
-        summary["status"] = trainer.status
-        with phases.timed("eval"):
-            summary["test"] = {k: scalar(v) for k, v in trainer.test_metrics().items()}
+                stop = signals.requested()
+                if stop:  # a clean stop: this epoch's rows and checkpoint are on disk
+                    summary.update(status=INTERRUPTED,
+                                   error=f"stopped by {stop} after epoch {metrics['epoch']}")
+                    break
+        if summary["status"] != INTERRUPTED:
+            summary["status"] = trainer.status
+            with phases.timed("eval"):
+                summary["test"] = {k: scalar(v) for k, v in trainer.test_metrics().items()}
     except Exception as e:  # failures are data: record, never raise out of a job
         summary.update(status="failed", error=f"{type(e).__name__}: {e}")
         log.error("%sfailed: %s", where, summary["error"])
@@ -226,7 +233,13 @@ def main(cfg: DictConfig) -> float:
     global LAST_RUN
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     job = job_info()
+    if job.launcher.startswith("submitit"):  # SLURM's SIGTERM / USR2: stop after the epoch
+        signals.install_in_submitit_job()
     summary = train(cfg, run_dir, job)
+    try:
+        signals.pass_on()  # stopped by submitit's USR2: now it may requeue (and exit)
+    except Exception as e:  # submitit will not requeue: the run stays interrupted
+        log.warning("%s", e)
     LAST_RUN = (run_dir, summary)
     value = objective(summary)
     if job.optuna and math.isnan(value):

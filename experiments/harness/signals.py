@@ -25,6 +25,7 @@ STOP_FILE = "STOP"  # <sweep dir>/.launch/<launch id>/STOP: a stop asked in anot
 _received: list[int] = []
 _stop_file: list[Path] = []
 _installed: dict[int, object] = {}  # signal -> the handler it replaced
+_no_escalation: list[bool] = []  # set in submitit jobs: a second signal is not "stop at once"
 
 
 def _name(signum: int) -> str:
@@ -32,7 +33,7 @@ def _name(signum: int) -> str:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    if _received:  # a second signal: stop now
+    if _received and not _no_escalation:  # a second signal: stop now
         raise KeyboardInterrupt
     _received.append(signum)
     _touch()
@@ -73,6 +74,7 @@ def uninstall() -> None:
     for s, old in list(_installed.items()):
         signal.signal(s, old)  # type: ignore[arg-type]
         del _installed[s]
+    _no_escalation.clear()
     reset()
 
 
@@ -97,3 +99,37 @@ def exit_status(name: str | None = None) -> int:
     """128 + the signal number: what a shell reports for a process stopped by it."""
     name = name or requested()
     return 128 + int(signal.Signals[name]) if name else 0
+
+
+# ---------------------------------------------------------------- SLURM jobs (submitit)
+# submitit asks SLURM for SIGUSR2 `signal_delay_s` before the time limit (and on preemption);
+# its own handler requeues the job (`hydra.launcher.max_num_timeout`) or gives up, at once,
+# from wherever the training loop is. Caught here, USR2 is a stop request like SIGTERM: the
+# run ends `interrupted` after the epoch's writes, and only then does `pass_on()` hand the
+# signal to submitit, whose requeue restarts the job and the run resumes from its checkpoint.
+WARNING_SIGNAL = signal.SIGUSR2
+
+
+def install_in_submitit_job() -> bool:
+    """A submitit job (SLURM or local): SIGINT, SIGTERM (scancel, time limit, preemption) and,
+    where submitit owns it, USR2 ask for a stop after the epoch's writes. Only in this job: no
+    stop file. A repeated signal does not escalate: srun forwards SLURM's SIGTERM a second time,
+    and SLURM's SIGKILL follows after KillWait anyway."""
+    if not install():
+        return False
+    _no_escalation[:] = [True]
+    old = signal.getsignal(WARNING_SIGNAL)
+    if WARNING_SIGNAL not in _installed and callable(old):
+        _installed[WARNING_SIGNAL] = signal.signal(WARNING_SIGNAL, _handler)
+    return True
+
+
+def pass_on() -> None:
+    """After a run stopped by USR2 is recorded: put the replaced handlers back and give USR2 to
+    submitit's (it requeues the job and exits, or raises when it will not requeue)."""
+    if requested() != WARNING_SIGNAL.name:
+        return
+    theirs = _installed.get(WARNING_SIGNAL)
+    uninstall()  # SLURM's own SIGTERM after a requeue goes to submitit again, not to us
+    if callable(theirs):
+        theirs(WARNING_SIGNAL, None)
