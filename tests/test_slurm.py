@@ -40,23 +40,28 @@ LONG = ["data.n_samples=8000", "width=96", "depth=3", "batchnorm=true", "dropout
         "gradcheck=false", "threads=1"]
 
 
-def node() -> tuple[str, int]:
-    """(state, CPUs) of the partition's node as sinfo sees it; ("", 0) without SLURM."""
+def node() -> tuple[str, int, str]:
+    """(state, CPUs, what sinfo said) of the partition's node; state "" without a node."""
     if shutil.which("sinfo") is None:
-        return "", 0
-    p = subprocess.run(["sinfo", "-h", "-N", "-p", PARTITION, "-o", "%T %c"], capture_output=True,
-                       text=True, timeout=30)
+        return "", 0, "sinfo not found"
+    try:
+        p = subprocess.run(["sinfo", "-h", "-N", "-p", PARTITION, "-o", "%T %c"],
+                           capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "", 0, "sinfo got no answer within 20 s"
     words = p.stdout.split()
-    return (words[0], int(words[1])) if p.returncode == 0 and len(words) >= 2 else ("", 0)
+    if p.returncode != 0 or len(words) < 2:
+        said = (p.stderr.strip().splitlines() or ["no node in partition " + PARTITION])[0]
+        return "", 0, f"sinfo: {said}"
+    return words[0], int(words[1]), f"node {words[0]}"
 
 
 @pytest.fixture(scope="module")
 def cpus() -> int:
-    """The node's CPU count; skips the module when no SLURM node is up."""
-    state, n = node()
+    """The node's CPU count; skips the module's cluster tests when no SLURM node is up."""
+    state, n, said = node()
     if state.rstrip("*~#!%$@^-") not in ("idle", "mixed", "allocated", "completing"):
-        why = "sinfo not found" if shutil.which("sinfo") is None else f"node state {state!r}"
-        pytest.skip(f"no SLURM node up ({why}): start one with `tests/cluster/slurm.sh up` "
+        pytest.skip(f"no SLURM node up ({said}): start one with `tests/cluster/slurm.sh up` "
                     "(as root; .ci/run does it before make test)")
     return n
 

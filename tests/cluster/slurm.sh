@@ -198,8 +198,12 @@ stop() {  # stop NAME: SIGTERM the pid we started, SIGKILL after 15 s
 
 down() {
   if alive slurmctld; then
-    scancel --full "$(squeue -h -o %i | tr '\n' ' ')" >/dev/null 2>&1 || true
-    wait_for 15 jobs sh -c '[ -z "$(squeue -h -o %i)" ]' || say "warning: jobs still listed"
+    local jobs
+    mapfile -t jobs < <(squeue -h -o %i 2>/dev/null)
+    if ((${#jobs[@]})); then
+      scancel "${jobs[@]}" || true
+      wait_for 30 jobs sh -c '[ -z "$(squeue -h -o %i)" ]' || say "warning: jobs still listed"
+    fi
   fi
   local d
   for d in slurmd slurmctld slurmdbd mariadbd munged; do stop "$d"; done
