@@ -22,7 +22,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from experiments.harness import schema  # noqa: F401 (registers the structured configs)
+from experiments.harness import (
+    schema,  # noqa: F401 (registers the structured configs)
+    signals,
+)
 from experiments.harness.jobs import job_info, resolve_threads
 from experiments.paths import COMPARE_PY, CONF_DIR, RUN_PY
 
@@ -204,6 +207,29 @@ def test_threads_auto_under_slurm_takes_cpus_per_task(tmp_path: Path) -> None:
         assert resolve_threads("3", job) == 3
     finally:
         hydra_config.cfg = before  # other tests run outside Hydra
+
+
+def test_in_a_submitit_job_signals_stop_only_this_job_and_usr2_goes_on_to_submitit(
+        tmp_path: Path) -> None:
+    calls: list[int] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))  # submitit's
+    try:
+        assert signals.install_in_submitit_job()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # srun forwards SLURM's SIGTERM again: no escalation
+        assert signals.requested() == "SIGTERM"
+        assert not list(tmp_path.iterdir())  # no launch-wide stop file: other jobs go on
+        signals.uninstall()
+        assert signals.install_in_submitit_job()
+        os.kill(os.getpid(), signal.SIGUSR2)  # the time-limit warning: first a clean stop ...
+        assert signals.requested() == "SIGUSR2" and calls == []
+        signals.pass_on()  # ... then submitit's handler (which requeues)
+        assert calls == [signal.SIGUSR2] and signals.requested() is None
+    finally:
+        signals.uninstall()
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 # ------------------------------------------------------------- on the cluster
