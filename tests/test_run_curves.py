@@ -106,6 +106,19 @@ def test_an_interrupted_run_is_drawn_up_to_its_last_epoch(tmp_path: Path) -> Non
     assert meta["status"] == "interrupted" and meta["points"] == {"val_acc": 4, "train_acc": 4}
 
 
+def test_draw_run_without_a_val_split_draws_the_train_columns(tmp_path: Path) -> None:
+    sweep = make_fake_sweep(tmp_path / "s", 1, 8, factors={"depth": [2]}, p_diverged=0,
+                            p_failed=0)
+    run_dir = next(d.parent for d in sweep.rglob("metrics.csv"))
+    rows = pd.read_csv(run_dir / "metrics.csv")
+    rows.drop(columns=[c for c in rows if c.startswith("val_")]).to_csv(run_dir / "metrics.csv",
+                                                                        index=False)
+    pngs = draw_run(run_dir, "completed", "a run without val", epochs=8)
+    assert [p.name for p in pngs] == ["curves_loss.png", "curves_val_acc.png"]
+    assert drawn(pngs[0])["points"] == {"train_loss": 9}
+    assert drawn(pngs[1])["points"] == {"train_acc": 9}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("metric, higher", [("val_mse", False), ("val_r2", True)])
 def test_a_regression_comparison_ranks_by_the_metrics_direction(tmp_path: Path, metric: str,
