@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from experiments.harness import schema  # noqa: F401  (registers the structured configs)
 from experiments.harness.build import build
 from experiments.paths import CONF_DIR
 from mlp_core.data import Dataset, load_dataset
@@ -239,3 +240,13 @@ def test_mnist1d_paper_mlp_is_the_papers_setup_on_the_published_split() -> None:
     trainer, recs = run_preset("mnist1d_paper_mlp", "epochs=10")
     assert recs[-1].metrics["step"] == 400 and "val_acc" not in recs[-1].metrics
     assert trainer.test_metrics()["test_acc"] >= 0.4
+
+
+def test_mnist1d_best_is_chosen_on_val_carved_from_train_and_reported_on_the_published_test() -> None:
+    """The search scores trials on a val split of the 4000 training samples; the chosen config
+    trains on all 4000 with the search's epochs, schedule and architecture family."""
+    search, best = preset("mnist1d_best_search"), preset("mnist1d_best")
+    assert search.data.canonical and 0 < search.data.val_frac < 1
+    assert best.data.canonical and best.data.val_frac == 0
+    for key in ("epochs", "activation", "init", "batchnorm", "optim.name", "optim.schedule"):
+        assert OmegaConf.select(best, key) == OmegaConf.select(search, key), key
