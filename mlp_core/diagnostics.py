@@ -27,6 +27,7 @@ def saturation(activation: str, z: Tensor, a: Tensor) -> float:
 
 
 PERCENTILES = (15, 50, 85)  # of the pre-activation, as in Ioffe & Szegedy (2015), Fig. 1b-c
+PRE_COLUMNS = [f"{who}pre_p{p}" for who in ("", "unit0_") for p in PERCENTILES]
 
 
 def _percentiles(x: Tensor) -> list[float]:

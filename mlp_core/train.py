@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from mlp_core.data import Dataset, batches
-from mlp_core.diagnostics import layer_stats
+from mlp_core.diagnostics import PRE_COLUMNS, layer_stats
 from mlp_core.model import MLP
 from mlp_core.optim import LRSchedule
 
@@ -20,8 +20,7 @@ BASE_COLUMNS = ["epoch", "step", "lr", "train_loss", "val_loss", "grad_norm", "w
 TASK_COLUMNS = {"classification": ["train_acc", "val_acc"],
                 "regression": ["train_mse", "val_mse", "val_r2"]}
 LAYER_COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "dead_or_saturated_frac",
-                 "grad_norm", "weight_norm", "update_ratio", "pre_p15", "pre_p50", "pre_p85",
-                 "unit0_pre_p15", "unit0_pre_p50", "unit0_pre_p85"]
+                 "grad_norm", "weight_norm", "update_ratio", *PRE_COLUMNS]
 
 
 def metric_columns(task: str, val: bool = True) -> list[str]:

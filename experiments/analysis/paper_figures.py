@@ -17,8 +17,7 @@ from matplotlib.lines import Line2D
 
 from experiments.analysis.analyse import Analysis
 from experiments.analysis.style import MAX_LAYER_COLUMNS, PlotSpec, fmt, legend, suptitle, wrap
-
-PERCENTILES = (15, 50, 85)
+from mlp_core.diagnostics import PERCENTILES
 
 
 def configurations(a: Analysis) -> pd.DataFrame:
