@@ -105,11 +105,12 @@ def test_every_preset_composes_and_counts_its_jobs(preset: str) -> None:
     ("data=csv", "data.path"),
     ("dropout=1.5", "dropout"),
     ("optim.schedule=linear", "optim.schedule"),
+    ("data=mnist1d data.n_samples=500", "data.n_samples"),  # canonical: the published 5000
 ])
 def test_a_bad_value_is_one_line_naming_the_key_and_what_is_allowed(override: str,
                                                                     key: str) -> None:
     with pytest.raises(PreflightError) as err:
-        plan([override], CONF)
+        plan(override.split(), CONF)
     msg = str(err.value)
     assert "\n" not in msg and key in msg and "allowed" in msg
 

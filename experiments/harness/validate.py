@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.harness.schema import FREE_KEYS, Activation, CsvTask, DType, Init, Schedule
 from experiments.paths import CONF_DIR
+from mlp_core.data import DEFAULT_NOISE, MNIST1D_N_SAMPLES, MNIST1D_TEST_FRAC
 
 ENUM_KEYS: dict[str, type[Enum]] = {
     "activation": Activation,
@@ -192,6 +193,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("data.name", data.name, ", ".join(group_options("data")))
     if data.val_frac + data.test_frac >= 0.9:
         raise ConfigError("data.test_frac", data.test_frac, "val_frac + test_frac < 0.9")
+    if data.get("canonical"):  # the published MNIST-1D is one fixed set and split
+        fixed = {"n_samples": (None, MNIST1D_N_SAMPLES), "noise": (None, DEFAULT_NOISE["mnist1d"]),
+                 "test_frac": (MNIST1D_TEST_FRAC,)}
+        for key, ok in fixed.items():
+            if data[key] not in ok:
+                raise ConfigError(f"data.{key}", data[key], f"{ok[-1]} with data.canonical=true "
+                                  "(data.canonical=false chooses it)")
     if optim.name not in group_options("optim"):
         raise ConfigError("optim.name", optim.name, ", ".join(group_options("optim")))
     if optim.get("nesterov") and (optim.momentum <= 0 or optim.dampening != 0):
