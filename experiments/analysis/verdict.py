@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from experiments.analysis.analyse import Analysis
 
 NOTABLE = 0.05           # an eta-squared below this, with tied levels, is "no detectable effect"
+COMPARABLE = 0.5        # an interaction with at least half the smaller main effect's eta2 is described
 INTERACTION_ONLY = 0.25  # "B matters only with A=a": B's effect elsewhere is below this share
 
 
@@ -148,11 +149,12 @@ def factors(a: Analysis) -> list[str]:
     for _, r in pairs.iterrows():
         f, g = r["factors"]
         main = mains.set_index(mains["factors"].map(lambda x: x[0]))["eta2"]
-        if r["eta2"] >= NOTABLE and r["eta2"] >= min(main.get(f, 0), main.get(g, 0)) \
+        smaller = min(main.get(f, 0), main.get(g, 0))
+        if r["eta2"] >= NOTABLE and r["eta2"] >= COMPARABLE * smaller \
                 and not r["p"] >= stats.ALPHA:
             test = f"F-test p = {r['p']:.2g}" if pd.notna(r["p"]) else "one seed: not tested"
             out.append(f"Interaction: {interaction(a, f, g)} ({f} × {g} explains "
-                       f"{r['eta2']:.0%} of the variance, as much as a main effect; {test}).")
+                       f"{r['eta2']:.0%} of the variance, comparable to a main effect; {test}).")
     for f, g in a.confounded:
         out.append(f"{f} and {g} are confounded (not every combination of their levels was run): "
                    f"no main-effect claim is made for either.")
