@@ -35,6 +35,11 @@ def _key(k: object) -> object:
     return k[0] if isinstance(k, tuple) and len(k) == 1 else k
 
 
+def _unpaired(group: object, n: int) -> list[str]:
+    """Replicate labels no other group shares: without a seed nothing is paired."""
+    return [f"{group!r}#{i}" for i in range(n)]
+
+
 def _rank(out: pd.DataFrame, hib: bool) -> pd.DataFrame:
     out = out.sort_values("mean", ascending=not hib, na_position="last", kind="stable")
     out["rank"] = np.arange(1, len(out) + 1)
@@ -85,7 +90,7 @@ def cell_table(table: pd.DataFrame, factors: list[str], seed: str | None, hib: b
     index_of = {k: i for i, k in enumerate(out.index)}
     values = [pd.Series(dtype=float)] * len(out)
     for k, v in g:
-        rep = v[seed] if seed and seed in v else pd.RangeIndex(len(v))
+        rep = v[seed] if seed and seed in v else _unpaired(k, len(v))
         values[index_of[_key(k)]] = pd.Series(v[value].to_numpy(), index=pd.Index(rep))
     out = _calls(out, values, hib, res)
     return out[COLUMNS].reset_index()
@@ -125,7 +130,8 @@ def level_table(table: pd.DataFrame, cells: pd.DataFrame, factor: str, factors: 
     values = []
     for level in out.index:
         sub = t[t[factor].eq(level) if not pd.isna(level) else t[factor].isna()]
-        idx = pd.MultiIndex.from_frame(sub[blocks]) if blocks else pd.RangeIndex(len(sub))
+        idx = pd.MultiIndex.from_frame(sub[blocks]) if blocks else \
+            pd.Index(_unpaired(level, len(sub)))
         values.append(pd.Series(sub[value].to_numpy(), index=idx))
     out = _calls(out, values, hib, res)
     return out[[*COLUMNS[:8], "n_cells", *COLUMNS[8:]]].reset_index()

@@ -41,6 +41,12 @@ CAPTIONS = {
                           "over its seeds (completed runs): a top layer pinned at saturation "
                           "(mean near 0 for sigmoid) is Glorot & Bengio's stalled net.",
     "walltime": "Final metric against the run's wall time: what each configuration costs.",
+    "pre_activation_percentiles": "Ioffe & Szegedy (2015) Fig. 1: the metric against steps, "
+                                  "then the 15th/50th/85th percentiles of the last hidden "
+                                  "layer's input over training, one run per configuration.",
+    "layer_activation_bands": "Glorot & Bengio (2010) Fig. 2: per hidden layer, the mean "
+                              "activation with a ±std band over training, one run per "
+                              "configuration, never averaged across levels.",
 }
 RULES = ("Outcome rule: a completed run counts with its final value; a run that diverged, or "
          "failed after its first epoch, counts as {worst} (the worst {metric} any run had at "
