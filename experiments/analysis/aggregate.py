@@ -135,35 +135,39 @@ def curve_bands(long: pd.DataFrame, line_keys: list[str], cell_keys: list[str], 
     """Per line (line_keys) and epoch, over completed runs: mean = the average of the line's
     cell means (cell_keys: one configuration), lo/hi = a 95% percentile bootstrap resampling
     seeds within each cell (nan unless every cell has MIN_N runs at that epoch), n = runs."""
+    cols = [*line_keys, "epoch", "mean", "lo", "hi", "n"]
     done = long[long["status"].eq("completed") & long[col].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    wide = done.pivot(index="run_id", columns="epoch", values=col)       # runs x epochs
+    x_all = wide.to_numpy(dtype=float)
+    epochs = wide.columns.to_numpy()
     keys = list(dict.fromkeys([*line_keys, *cell_keys]))
-    rows = []
+    meta = done.drop_duplicates("run_id").set_index("run_id").loc[wide.index]
+    line_id = meta.groupby(line_keys, dropna=False, sort=False).ngroup().to_numpy() \
+        if line_keys else np.zeros(len(meta), dtype=int)
+    cell_id = meta.groupby(keys, dropna=False, sort=False).ngroup().to_numpy() \
+        if keys else np.zeros(len(meta), dtype=int)
     rng = np.random.default_rng(stats.RNG_SEED)
-    lines = done.groupby(line_keys, dropna=False, sort=False) if line_keys else [((), done)]
-    for lkey, sub in lines:
-        cells = [v.pivot_table(index="run_id", columns="epoch", values=col)
-                 for _, v in (sub.groupby(keys, dropna=False, sort=False) if keys else
-                              [((), sub)])]
-        epochs = sorted(set().union(*(c.columns for c in cells)))
-        mean, boot, n = [], [], []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch a cell never reached
-            for c in cells:
-                x = c.reindex(columns=epochs).to_numpy(dtype=float)     # (runs, epochs)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch a cell never reached
+        for line in np.unique(line_id):
+            mean, boot, n = [], [], []
+            for cell in np.unique(cell_id[line_id == line]):
+                x = x_all[cell_id == cell]                                   # (runs, epochs)
                 n.append(np.isfinite(x).sum(axis=0))
                 mean.append(np.nanmean(x, axis=0))
                 boot.append(np.nanmean(x[rng.integers(0, len(x), (n_boot, len(x)))], axis=1))
             lo, hi = np.nanquantile(np.nanmean(boot, axis=0), [0.025, 0.975], axis=0)
-        enough = (np.asarray(n) >= stats.MIN_N).all(axis=0)
-        lkey = lkey if isinstance(lkey, tuple) else (lkey,)
-        rows.append(pd.DataFrame({**dict(zip(line_keys, lkey, strict=True)), "epoch": epochs,
-                                  "mean": np.nanmean(mean, axis=0),
-                                  "lo": np.where(enough, lo, np.nan),
-                                  "hi": np.where(enough, hi, np.nan),
-                                  "n": np.sum(n, axis=0)}))
-    if not rows:
-        return pd.DataFrame(columns=[*line_keys, "epoch", "mean", "lo", "hi", "n"])
-    return pd.concat(rows, ignore_index=True)
+            enough = (np.asarray(n) >= stats.MIN_N).all(axis=0)
+            first = meta.iloc[int(np.argmax(line_id == line))]
+            rows.append(pd.DataFrame({**{k: first[k] for k in line_keys}, "epoch": epochs,
+                                      "mean": np.nanmean(mean, axis=0),
+                                      "lo": np.where(enough, lo, np.nan),
+                                      "hi": np.where(enough, hi, np.nan),
+                                      "n": np.sum(n, axis=0)}))
+    return pd.concat(rows, ignore_index=True)[cols]
 
 
 def layer_profile(rs: RunSet, runs: pd.DataFrame, keys: list[str], when: str) -> pd.DataFrame:

@@ -132,7 +132,7 @@ def analyse(rs: RunSet, metric: str | None = None, by: str | None = None,
     facet = choose_key("facet", facet, runs, fx.varying, [f for f in order if f != by])
     if facet == by:
         facet = None
-    keys = [k for k in dict.fromkeys([by, facet]) if k]
+    keys = [k for k in dict.fromkeys([*fx.factors, by, facet]) if k]
     long = agg.tidy(rs, runs, keys)
     a = Analysis(rs=rs, runs=runs, fx=fx, table=table, metric=metric, hib=hib, by=by,
                  facet=facet, groups=cells, by_factor=by_factor, long=long, warnings=warnings,

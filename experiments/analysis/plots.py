@@ -290,16 +290,23 @@ def layers_over_epochs(a: Analysis, spec: PlotSpec) -> Path | None:
     against epoch, one column per configuration (never averaged across levels), one line per
     layer index (sequential colors), mean over its seeds (completed runs): the Glorot &
     Bengio view."""
-    cells = [f for f in spec.factors]
-    runs = a.runs.assign(_cell=[", ".join(f"{f}={fmt(r[f])}" for f in cells) or "all runs"
-                                for _, r in a.runs.iterrows()])
-    prof = layer_curves(a.rs, runs, ["_cell"])
+    cells = list(spec.factors)
+    label = pd.Series("all runs", index=a.runs.index, dtype=object)
+    if cells:
+        label = spec.labels(a.runs, cells[0]).radd(f"{cells[0]}=")
+        for f in cells[1:]:
+            label = label + f", {f}=" + spec.labels(a.runs, f)
+    has_layers = a.runs.index.isin(a.rs.layers["run_id"]) if len(a.rs.layers) else \
+        np.zeros(len(a.runs), dtype=bool)
+    order = a.runs[has_layers].sort_values(cells, kind="stable").index if cells else \
+        a.runs.index[has_layers]
+    present = list(dict.fromkeys(label[order]))
+    shown = present[:MAX_LAYER_COLUMNS]
+    runs = a.runs.assign(_cell=label)
+    prof = layer_curves(a.rs, runs[runs["_cell"].isin(shown)], ["_cell"])
     if prof.empty:
         return None
-    order = {c: i for i, c in enumerate(runs.sort_values(cells, kind="stable")["_cell"]
-                                        .drop_duplicates()) } if cells else {}
-    present = sorted(set(prof["_cell"]), key=lambda c: order.get(c, 0))
-    shown = present[:MAX_LAYER_COLUMNS]
+    shown = [c for c in shown if c in set(prof["_cell"])]
     n_layers = int(prof["layer"].max()) + 1
     cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.9, n_layers)))
     norm = BoundaryNorm(np.arange(-0.5, n_layers), n_layers)

@@ -31,7 +31,7 @@ def n_(k: int, word: str) -> str:
 
 
 def number(v: float) -> str:
-    return "nan" if pd.isna(v) else f"{v:.4g}"
+    return "—" if pd.isna(v) else f"{v:.4g}"
 
 
 def interval(row: pd.Series) -> str:
