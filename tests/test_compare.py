@@ -631,3 +631,16 @@ def test_report_run_table_sorts_filters_and_links_in_headless_chromium(fake, tmp
     targets = sorted(Path(unquote(urlparse(u).path)) for u in res["links"])
     assert targets == sorted((sweep / str(i)).resolve() for i in range(8))
     assert all(t.is_dir() and (t / "summary.json").exists() for t in targets)
+
+
+def test_jobs_an_interrupted_sweep_never_started_are_reported(tmp_path: Path) -> None:
+    sweep = make_known_sweep(tmp_path / "s", [
+        {"levels": {"init": i}, "seed": s, "final": 0.8} for i in ("he", "xavier") for s in (0, 1)])
+    doc = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    doc["hydra"]["callbacks"] = {"launch": {"id": "x", "n_jobs": 6}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(doc))
+    rc, _, err = run_compare(sweep)
+    assert rc == 0, err
+    assert "2 of its planned jobs left no run dir" in err
+    md = (sweep / "compare" / "summary.md").read_text()
+    assert "Runs: 4 (4 completed); 2 more were planned but never started" in md

@@ -28,6 +28,7 @@ class Context:
     commands: list[str] = field(default_factory=list)       # the commands that made the runs
     dates: str = ""                                         # first - last run record written
     statuses: dict[str, int] = field(default_factory=dict)  # status -> runs
+    never_started: dict[str, int] = field(default_factory=dict)  # sweep dir -> jobs with no dir
 
 
 def _commands(run_dirs: list[Path]) -> list[str]:
@@ -53,8 +54,30 @@ def _commands(run_dirs: list[Path]) -> list[str]:
     return list(out)
 
 
-def context(runs: pd.DataFrame, varying: list[str]) -> Context:
-    """Read the fixed settings from the run table and the rest from each run's record."""
+def never_started(run_dirs: list[Path]) -> dict[str, int]:
+    """Per sweep: the jobs its launch planned (multirun.yaml, hydra.callbacks.launch.n_jobs)
+    that left no run dir, e.g. when the sweep was interrupted."""
+    found: dict[Path, int] = {}
+    for d in run_dirs:
+        sweep = next((p for p in d.parents if (p / SWEEP_MARK).exists()), None)
+        if sweep is not None:
+            found[sweep] = found.get(sweep, 0) + 1
+    out = {}
+    for sweep, n in found.items():
+        try:
+            doc = yaml.safe_load((sweep / SWEEP_MARK).read_text())
+            planned = int(doc["hydra"]["callbacks"]["launch"]["n_jobs"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+            continue
+        if planned > n:
+            out[str(sweep)] = planned - n
+    return out
+
+
+def context(runs: pd.DataFrame, varying: list[str], all_dirs: list[str] | None = None
+            ) -> Context:
+    """Read the fixed settings from the run table and the rest from each run's record;
+    all_dirs (every run found, before --filter) are checked against what each sweep planned."""
     keys = [c for c in runs.columns if c not in META_COLUMNS and c != "sweep"]
     fixed = {k: fmt(runs[k].iloc[0]) for k in keys if k not in varying
              and runs[k].nunique(dropna=False) == 1}
@@ -79,4 +102,5 @@ def context(runs: pd.DataFrame, varying: list[str]) -> Context:
                        for t in (min(stamps), max(stamps)))
         dates = first if first == last else f"{first} – {last}"
     return Context(fixed=fixed, varied=varied, commits=list(commits), commands=_commands(dirs),
-                   dates=dates, statuses=runs["status"].value_counts().to_dict())
+                   dates=dates, statuses=runs["status"].value_counts().to_dict(),
+                   never_started=never_started([Path(d) for d in all_dirs or []]))

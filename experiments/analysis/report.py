@@ -97,7 +97,9 @@ def facts(a: Analysis, ctx: Context) -> list[str]:
     """The context lines: fixed settings, factors, code, commands, dates, counts, the rules."""
     status = ", ".join(f"{v} {k}" for k, v in ctx.statuses.items())
     direction = "higher is better" if a.hib else "lower is better"
-    out = [f"Runs: {len(a.table)} ({status}).",
+    missing = sum(ctx.never_started.values())
+    out = [f"Runs: {len(a.table)} ({status})" + (f"; {missing} more were planned but never "
+                                                 "started (see Problems)." if missing else "."),
            f"Metric: {a.metric} ({direction}), the last logged value of each run.",
            "Varied: " + ("; ".join(f"{k} ({', '.join(v)})" for k, v in ctx.varied.items())
                          or "nothing (one configuration)") + ".",

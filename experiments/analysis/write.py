@@ -13,7 +13,10 @@ def write(a: Analysis, images: list[Path], out: Path, source: str) -> list[Path]
     """Write the tables and the two reports into out (which exists); returns the files."""
     a.table.to_csv(out / "runs.csv", index=False)
     a.groups.to_csv(out / "groups.csv", index=False)
-    ctx = context(a.runs, a.fx.varying)
+    ctx = context(a.runs, a.fx.varying, list(a.rs.runs["run_dir"]))
+    for sweep, n in ctx.never_started.items():
+        a.warnings.append(f"{sweep}: {n} of its planned jobs left no run dir (the sweep was "
+                          "interrupted before starting them); they are in no count")
     return [out / "runs.csv", out / "groups.csv",
             report.write_summary_md(a, ctx, source, out / "summary.md"),
             report.write_report_html(a, ctx, source, images, out / "report.html")]
