@@ -214,13 +214,24 @@ def test_in_a_submitit_job_signals_stop_only_this_job_and_usr2_goes_on_to_submit
     calls: list[int] = []
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
     signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))  # submitit's
+    stop_file = tmp_path / ".launch" / "x" / signals.STOP_FILE  # the launch's, shared by its jobs
     try:
         assert signals.install_in_submitit_job()
+        signals.install(stop_file)  # as every launcher's worker process does
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)  # srun forwards SLURM's SIGTERM again: no escalation
         assert signals.requested() == "SIGTERM"
-        assert not list(tmp_path.iterdir())  # no launch-wide stop file: other jobs go on
+        assert not stop_file.exists()  # scancel of one job: the launch's other jobs go on
         signals.uninstall()
+        signals.set_stop_file(None)
+        assert signals.install_in_submitit_job() and signals.requested() is None
+        signals.install(stop_file)
+        stop_file.parent.mkdir(parents=True)
+        stop_file.write_text("SIGINT\n")  # Ctrl-C in the launching process stops the job too
+        assert signals.requested() == "SIGINT"
+        stop_file.unlink()
+        signals.uninstall()
+        signals.set_stop_file(None)
         assert signals.install_in_submitit_job()
         os.kill(os.getpid(), signal.SIGUSR2)  # the time-limit warning: first a clean stop ...
         assert signals.requested() == "SIGUSR2" and calls == []
@@ -228,6 +239,7 @@ def test_in_a_submitit_job_signals_stop_only_this_job_and_usr2_goes_on_to_submit
         assert calls == [signal.SIGUSR2] and signals.requested() is None
     finally:
         signals.uninstall()
+        signals.set_stop_file(None)
         for s, h in before.items():
             signal.signal(s, h)
 

@@ -25,7 +25,9 @@ STOP_FILE = "STOP"  # <sweep dir>/.launch/<launch id>/STOP: a stop asked in anot
 _received: list[int] = []
 _stop_file: list[Path] = []
 _installed: dict[int, object] = {}  # signal -> the handler it replaced
-_no_escalation: list[bool] = []  # set in submitit jobs: a second signal is not "stop at once"
+_no_escalation: list[bool] = []  # set in submitit jobs: a second signal is not "stop at once",
+# and a signal the job receives stops this job only (SLURM signals one job: scancel, its time
+# limit, its preemption); a stop file written by the launching process still stops it.
 
 
 def _name(signum: int) -> str:
@@ -42,6 +44,8 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 def _touch() -> None:
+    if _no_escalation:  # a submitit job: its own signal is not the launch's
+        return
     for f in _stop_file:
         try:
             f.parent.mkdir(parents=True, exist_ok=True)
@@ -112,9 +116,9 @@ WARNING_SIGNAL = signal.SIGUSR2
 
 def install_in_submitit_job() -> bool:
     """A submitit job (SLURM or local): SIGINT, SIGTERM (scancel, time limit, preemption) and,
-    where submitit owns it, USR2 ask for a stop after the epoch's writes. Only in this job: no
-    stop file. A repeated signal does not escalate: srun forwards SLURM's SIGTERM a second time,
-    and SLURM's SIGKILL follows after KillWait anyway."""
+    where submitit owns it, USR2 ask for a stop after the epoch's writes, of this job only (the
+    launch's stop file is read, never written, here). A repeated signal does not escalate: srun
+    forwards SLURM's SIGTERM a second time, and SLURM's SIGKILL follows after KillWait anyway."""
     if not install():
         return False
     _no_escalation[:] = [True]
