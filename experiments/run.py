@@ -10,7 +10,6 @@ import logging
 import math
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,18 @@ from experiments.harness.build import build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
-from experiments.harness.phases import Phases
 from experiments.harness.preflight import PreflightError, plan
-from experiments.harness.rundir import (
-    CsvLog,
-    RunDir,
-    atomic_torch_save,
-    atomic_write_json,
-    read_csv,
-    truncate_csv,
-)
-from experiments.harness.summary import best_metrics, objective, parse_row, scalar, versions
+from experiments.harness.recorder import Recorder
+from experiments.harness.rundir import RunDir, atomic_write_json
+from experiments.harness.summary import objective
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
-from experiments.record import BAD, INTERRUPTED, LAYER_COLUMNS
+from experiments.record import BAD
 from mlp_core.gradcheck import gradcheck
 from mlp_core.train import Trainer
 
 log = logging.getLogger("harness.run")
 file_only = logging.getLogger("harness.file")  # tracebacks: run.log only, not the console
 file_only.propagate = False
-
-LAST_RUN: tuple[Path, dict[str, Any]] | None = None  # the in-process run (dir, summary), for cli()
 
 
 class GradcheckFailed(RuntimeError):
@@ -112,95 +102,61 @@ def _finish(job: JobInfo, rd: RunDir, summary: dict[str, Any], action: str) -> d
 
 def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, resume: bool,
              note: str) -> dict[str, Any]:
-    t0 = time.perf_counter()
     threads = resolve_threads(str(cfg.threads), job)
     torch.set_num_threads(threads)  # every job: joblib reuses its worker processes
     where = f"[{job.label}] " if job.label else ""
-    prev = (rd.read_json(rd.summary) or {}) if resume else {}
-    if not resume:
-        rd.start_fresh(config, _overrides())
-    summary: dict[str, Any] = {
-        "status": "running", "task": prev.get("task"), "dataset": cfg.data.name,
-        "final": {}, "best": {}, "test": {}, "epochs_completed": 0, "wall_time_s": 0.0,
-        "n_params": None, "gradcheck_max_rel_err": prev.get("gradcheck_max_rel_err"),
-        "error": None, "resumes": prev.get("resumes", -1) + 1 if resume else 0,
-        "threads": threads, "versions": versions(),
-    }
-    wall_before = float(prev.get("wall_time_s") or 0.0)
-    phases = Phases()
-    atomic_write_json(rd.summary, summary)
-    log.info("%s%s -> %s%s", where, "resume" if resume else "start", rd.path,
-             f" ({note})" if note else "")
-    rows: list[dict[str, Any]] = []
-    logs: list[CsvLog] = []
-    try:
-        with phases.timed("data"):
-            b = build(cfg)
-        summary.update(task=b.data.task, n_params=b.model.n_params)
-        trainer = Trainer(b.model, b.optimizer, b.schedule, b.data, b.train)
-        if resume:
-            # CPU first: RNG states must be CPU tensors; params and buffers are copied over.
-            trainer.load_state_dict(torch.load(rd.checkpoint, map_location="cpu",
-                                               weights_only=True))
-            truncate_csv(rd.metrics, trainer.epoch)
-            truncate_csv(rd.layers, trainer.epoch)
-            rows = [parse_row(r) for r in read_csv(rd.metrics)]
-        elif cfg.gradcheck:
-            with phases.timed("gradcheck"):
-                err = gradcheck(b.model, *gradcheck_probe(b.data))
-            summary["gradcheck_max_rel_err"] = err
-            log.info("%sgradient check: max relative error %.2e (tol %.0e)", where, err,
-                     cfg.gradcheck_tol)
-            if not err <= cfg.gradcheck_tol:
-                raise GradcheckFailed(f"gradient check failed: max relative error {err:.2e} "
-                                      f"> gradcheck_tol {cfg.gradcheck_tol:g}")
-        logs = [CsvLog(rd.metrics, trainer.columns), CsvLog(rd.layers, LAYER_COLUMNS)]
-        with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
-                      job.launcher == "basic") as bar:
-            for rec in trainer.run():
-                t_write = time.perf_counter()
-                for name, seconds in rec.timing.items():
-                    phases.add(name.removesuffix("_s"), seconds)
-                metrics = {k: scalar(v) for k, v in rec.metrics.items()}
-                logs[0].write([metrics])
-                logs[1].write([{k: scalar(v) for k, v in r.items()} for r in rec.layers])
-                atomic_torch_save(rd.checkpoint, trainer.state_dict())
-                rows.append(metrics)
-                log.info(epoch_line(metrics, cfg.epochs, job.label))
-                if bar is not None and metrics["epoch"] > 0:
-                    bar.update(1)
-                summary.update(epochs_completed=metrics["epoch"], final=metrics,
-                               wall_time_s=wall_before + time.perf_counter() - t0,
-                               phases_s=phases.as_dict())
-                atomic_write_json(rd.summary, summary)
-                phases.add("writes", time.perf_counter() - t_write)
-                stop = signals.requested()
-                if stop:  # a clean stop: this epoch's rows and checkpoint are on disk
-                    summary.update(status=INTERRUPTED,
-                                   error=f"stopped by {stop} after epoch {metrics['epoch']}")
-                    break
-        if summary["status"] != INTERRUPTED:
-            summary["status"] = trainer.status
-            with phases.timed("eval"):
-                summary["test"] = {k: scalar(v) for k, v in trainer.test_metrics().items()}
-    except Exception as e:  # failures are data: record, never raise out of a job
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}")
-        log.error("%sfailed: %s", where, summary["error"])
-        file_only.error("traceback", exc_info=True)
-    finally:
-        for f in logs:
-            f.close()
-        summary.update(best=best_metrics(rows, summary["task"]),
-                       final=rows[-1] if rows else {},
-                       epochs_completed=rows[-1]["epoch"] if rows else 0,
-                       wall_time_s=wall_before + time.perf_counter() - t0,
-                       phases_s=phases.as_dict())
-        atomic_write_json(rd.summary, summary)
-    pngs = _draw_curves(cfg, rd, summary["status"], job) if rows else []
+    with Recorder.begin(rd, config, _overrides(), resume=resume, threads=threads) as rec:
+        log.info("%s%s -> %s%s", where, "resume" if resume else "start", rd.path,
+                 f" ({note})" if note else "")
+        try:
+            trainer = _trainer(cfg, rec, resume, where)
+            with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
+                          job.launcher == "basic") as bar:
+                for epoch in trainer.run():
+                    row = rec.epoch(epoch, trainer.state_dict())
+                    log.info(epoch_line(row, cfg.epochs, job.label))
+                    if bar is not None and row["epoch"] > 0:
+                        bar.update(1)
+                    stop = signals.requested()
+                    if stop:  # a clean stop: this epoch's rows and checkpoint are on disk
+                        rec.interrupt(f"stopped by {stop} after epoch {row['epoch']}")
+                        break
+            if not rec.interrupted:
+                with rec.timed("eval"):
+                    test = trainer.test_metrics()
+                rec.end(trainer.status, test)
+        except Exception as e:  # failures are data: record, never raise out of a job
+            rec.fail(f"{type(e).__name__}: {e}")
+            log.error("%sfailed: %s", where, rec.summary["error"])
+            file_only.error("traceback", exc_info=True)
+    summary = rec.summary
+    pngs = _draw_curves(cfg, rd, summary["status"], job) if rec.rows else []
     log.info("%s%s after %d epochs in %.1fs -> %s%s", where, summary["status"],
              summary["epochs_completed"], summary["wall_time_s"], rd.path,
              f" ({', '.join(p.name for p in pngs)})" if pngs else "")
     return summary
+
+
+def _trainer(cfg: DictConfig, rec: Recorder, resume: bool, where: str) -> Trainer:
+    """Build the run's Trainer: restored from the checkpoint on resume, else gradient-checked
+    (when cfg.gradcheck); its CSV logs opened."""
+    with rec.timed("data"):
+        b = build(cfg)
+    rec.note(task=b.data.task, n_params=b.model.n_params)
+    trainer = b.trainer()
+    if resume:
+        rec.restore(trainer)
+    elif cfg.gradcheck:
+        with rec.timed("gradcheck"):
+            err = gradcheck(b.model, *gradcheck_probe(b.data))
+        rec.note(gradcheck_max_rel_err=err)
+        log.info("%sgradient check: max relative error %.2e (tol %.0e)", where, err,
+                 cfg.gradcheck_tol)
+        if not err <= cfg.gradcheck_tol:
+            raise GradcheckFailed(f"gradient check failed: max relative error {err:.2e} "
+                                  f"> gradcheck_tol {cfg.gradcheck_tol:g}")
+    rec.open_logs(trainer.columns)
+    return trainer
 
 
 def _draw_curves(cfg: DictConfig, rd: RunDir, status: str, job: JobInfo) -> list[Path]:
@@ -227,24 +183,33 @@ def _overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    """One Hydra job; returns the Optuna objective (best val_acc / val_mse, nan if failed)."""
-    global LAST_RUN
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def _job(cfg: DictConfig, outcome: dict[str, Any] | None = None) -> float:
+    """One Hydra job: train into Hydra's output dir; the Optuna objective (best val_acc /
+    val_mse, nan if failed). `outcome` (a single run's caller) receives the dir and summary."""
     job = job_info()
     if job.launcher.startswith("submitit"):  # SLURM's SIGTERM / USR2: stop after the epoch
         signals.install_in_submitit_job()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     summary = train(cfg, run_dir, job)
     try:
         signals.pass_on()  # stopped by submitit's USR2: now it may requeue (and exit)
     except Exception as e:  # submitit will not requeue: the run stays interrupted
         log.warning("%s", e)
-    LAST_RUN = (run_dir, summary)
+    if outcome is not None:
+        outcome.update(dir=run_dir, summary=summary)
     value = objective(summary)
     if job.optuna and math.isnan(value):
         raise TrialFailed(f"run {summary.get('status')}: {summary.get('error')}")
     return value
+
+
+HYDRA_MAIN = dict(version_base="1.3", config_path="../conf", config_name="config")
+
+
+@hydra.main(**HYDRA_MAIN)
+def main(cfg: DictConfig) -> float:
+    """The sweep's task function (launchers pickle it: module level, no state)."""
+    return _job(cfg)
 
 
 def cli() -> int:
@@ -255,17 +220,22 @@ def cli() -> int:
     except PreflightError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if p is not None and p.multirun:  # the tally comes from the sweep dir, even if Hydra raises
+    if p is None:  # --help, --cfg job, ...: Hydra shows it, nothing runs
+        main()
+        return 0
+    if p.multirun:  # the tally comes from the sweep dir, even if Hydra raises
         launch = Launch.new(p.sweep_dir, p.n_jobs, argv)
         sys.argv[1:] = launch.command_line()
         return launch.run(main)
-    main()
-    if LAST_RUN is not None:
-        run_dir, summary = LAST_RUN
-        status = summary.get("status")
-        print(f"run {status}: {run_dir}")
-        return 1 if status in BAD else 0
-    return 0
+    outcome: dict[str, Any] = {}
+
+    def single(cfg: DictConfig) -> float:
+        return _job(cfg, outcome)
+
+    hydra.main(**HYDRA_MAIN)(single)()
+    status = outcome["summary"].get("status") if outcome else None
+    print(f"run {status}: {outcome.get('dir', '?')}")
+    return 1 if status in BAD or status is None else 0
 
 
 if __name__ == "__main__":
