@@ -9,18 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from experiments.harness import schema  # noqa: F401  (registers the structured configs)
-from experiments.harness.build import build
-from experiments.paths import CONF_DIR
+from experiments.harness.presets import from_preset, preset_config
 from mlp_core.data import Dataset, load_dataset
 from mlp_core.diagnostics import layer_stats
 from mlp_core.gradcheck import gradcheck
 from mlp_core.model import MLPClassifier
-from mlp_core.optim import LRSchedule, make_optimizer
-from mlp_core.train import EpochRecord, TrainConfig, Trainer
+from mlp_core.train import EpochRecord, Trainer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,13 +40,10 @@ def _model(d: Dataset, depth: int, activation: str, init: str, seed: int = 0, wi
                          batchnorm=batchnorm, init_std=init_std, seed=seed, dtype=dtype)
 
 
-def _train(d: Dataset, model: MLPClassifier, optim: str, lr: float, epochs: int, seed: int = 0,
-           **optim_kw: float) -> list[EpochRecord]:
-    """All epoch records (epoch 0 = init) of a run with batch 64 and a constant lr."""
-    opt = make_optimizer(optim, model.params, lr=lr, **optim_kw)
-    trainer = Trainer(model, opt, LRSchedule(lr, epochs), d,
-                      TrainConfig(epochs=epochs, batch_size=64, seed=seed))
-    return list(trainer.run())
+def run_preset(name: str, *overrides: str) -> tuple[Trainer, list[EpochRecord]]:
+    """Train one job of a preset in process (no run dir); returns the trainer and its records."""
+    trainer = from_preset(name, *overrides).trainer()
+    return trainer, list(trainer.run())
 
 
 def _probe(d: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,15 +90,14 @@ def test_backward_is_exact_on_the_30_layer_xavier_net_whose_finite_differences_c
         torch.testing.assert_close(g, a, rtol=1e-9, atol=1e-20, msg=k)
 
 
-def test_he_trains_the_30_layer_relu_net_and_xavier_stays_at_chance(digits: Dataset) -> None:
-    """Preset he_vs_xavier_deep: SGD lr 0.003, momentum 0.9, batch 64, 30 epochs. The run is
+def test_he_trains_the_30_layer_relu_net_and_xavier_stays_at_chance() -> None:
+    """Preset he_vs_xavier_deep (SGD lr 0.003, momentum 0.9, batch 64, 30 epochs). The run is
     spiky (loss jumps), so pin best val acc with a margin (0.86 and 0.88 measured)."""
     for seed in (0, 1):
-        recs = _train(digits, _model(digits, 30, "relu", "he", seed), "sgd", 0.003, 30, seed,
-                      momentum=0.9)
+        _, recs = run_preset("he_vs_xavier_deep", "init=he", f"seed={seed}")
         assert max(r.metrics["val_acc"] for r in recs) >= 0.8
         assert recs[-1].metrics["val_acc"] >= 0.75
-    recs = _train(digits, _model(digits, 30, "relu", "xavier"), "sgd", 0.003, 30, momentum=0.9)
+    _, recs = run_preset("he_vs_xavier_deep", "init=xavier", "seed=0")
     assert max(r.metrics["val_acc"] for r in recs) <= 0.15
     assert recs[-1].metrics["train_loss"] > 0.95 * math.log(10)
 
@@ -131,29 +123,31 @@ def test_glorot_at_init_no_sigmoid_layer_is_saturated_but_the_naive_top_layer_ca
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_glorot_naive_init_drives_the_top_sigmoid_layer_to_zero_within_one_epoch_xavier_does_not(
-        digits: Dataset, seed: int) -> None:
+        seed: int) -> None:
     """Preset glorot_saturation (Adam lr 0.01, 5 x 64 sigmoid): fc4 is the top hidden layer."""
-    naive = _train(digits, _model(digits, 5, "sigmoid", seed=seed, **NAIVE), "adam", 0.01, 2, seed)
-    xavier = _train(digits, _model(digits, 5, "sigmoid", "xavier", seed), "adam", 0.01, 2, seed)
+    _, naive = run_preset("glorot_saturation", "init=normal", f"seed={seed}", "epochs=2")
+    _, xavier = run_preset("glorot_saturation", "init=xavier", f"seed={seed}", "epochs=2")
     for e in (1, 2):
         top_naive, top_xavier = naive[e].layers[4], xavier[e].layers[4]
         assert top_naive["dead_or_saturated_frac"] >= 0.95 and top_naive["act_mean"] < 0.02
         assert top_xavier["dead_or_saturated_frac"] <= 0.05 and top_xavier["act_mean"] > 0.25
 
 
-def test_glorot_xavier_trains_the_5_layer_sigmoid_net_and_the_naive_init_stalls(digits: Dataset) -> None:
-    naive = _train(digits, _model(digits, 5, "sigmoid", **NAIVE), "adam", 0.01, 30)
-    xavier = _train(digits, _model(digits, 5, "sigmoid", "xavier"), "adam", 0.01, 30)
+def test_glorot_xavier_trains_the_5_layer_sigmoid_net_and_the_naive_init_stalls() -> None:
+    """Preset glorot_saturation, 30 epochs; the naive init is init=normal with init_std 0.01."""
+    _, naive = run_preset("glorot_saturation", "init=normal", "seed=0")
+    _, xavier = run_preset("glorot_saturation", "init=xavier", "seed=0")
     assert xavier[-1].metrics["val_acc"] >= 0.9  # 0.94 measured
     assert naive[-1].metrics["val_acc"] <= 0.5  # 0.36 measured (0.09 on seeds 1, 2)
 
 
 @pytest.mark.parametrize("init", ["uniform", "xavier"])
 def test_glorot_with_sgd_the_top_layer_goes_to_zero_while_the_lower_layers_stay_at_one_half(
-        digits: Dataset, init: str) -> None:
+        init: str) -> None:
     """The paper's setting (SGD, U(+-1/sqrt(fan_in))) shows its Figure 2: layers 1-3 stay near
     0.5, the top layer saturates at 0. On digits Xavier does the same under SGD (not reproduced)."""
-    recs = _train(digits, _model(digits, 5, "sigmoid", init), "sgd", 0.3, 8, momentum=0.9)
+    _, recs = run_preset("glorot_saturation", f"init={init}", "optim=sgd", "optim.lr=0.3",
+                         "epochs=8", "seed=0")
     last = recs[-1].layers
     assert last[4]["dead_or_saturated_frac"] >= 0.95 and last[4]["act_mean"] < 0.05
     for r in last[:3]:
@@ -174,29 +168,15 @@ def test_batchnorm_lets_the_gradient_reach_the_first_of_10_sigmoid_layers(digits
 
 @pytest.mark.parametrize("lr", [0.03, 0.3])
 def test_batchnorm_trains_the_10_layer_sigmoid_net_that_does_not_train_without_it(
-        digits: Dataset, lr: float) -> None:
+        lr: float) -> None:
     """Preset batchnorm_sigmoid: SGD momentum 0.9, batch 64, 30 epochs, at lr 0.03 and 10x."""
-    plain = _train(digits, _model(digits, 10, "sigmoid", "xavier"), "sgd", lr, 30, momentum=0.9)
-    bn = _train(digits, _model(digits, 10, "sigmoid", "xavier", batchnorm=True), "sgd", lr, 30,
-                momentum=0.9)
+    _, plain = run_preset("batchnorm_sigmoid", "batchnorm=false", f"optim.lr={lr}", "seed=0")
+    _, bn = run_preset("batchnorm_sigmoid", "batchnorm=true", f"optim.lr={lr}", "seed=0")
     assert max(r.metrics["val_acc"] for r in plain) <= 0.15
     assert bn[-1].metrics["val_acc"] >= 0.9  # 0.96 (lr 0.03) and 0.93 (lr 0.3) measured
 
 
 # ---------------------------------------------------------------- the paper-setup presets
-
-def preset(name: str, *overrides: str) -> DictConfig:
-    """conf/experiment/<name>.yaml composed as one job of its sweep, with `overrides`."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="repro"):
-        return compose(config_name="config", overrides=[f"+experiment={name}", *overrides])
-
-
-def run_preset(name: str, *overrides: str) -> tuple[Trainer, list[EpochRecord]]:
-    """Train one job of a preset in process (no run dir); returns the trainer and its records."""
-    b = build(preset(name, *overrides))
-    trainer = Trainer(b.model, b.optimizer, b.schedule, b.data, b.train)
-    return trainer, list(trainer.run())
-
 
 def test_ioffe_fig1_without_bn_trains_above_chance_but_slower_and_lower_than_with_bn() -> None:
     """Preset ioffe_fig1 (3 x 100 sigmoid, N(0, 0.1^2), plain SGD lr 0.1, batch 60) at 30 of its
@@ -232,7 +212,7 @@ def test_he_22_layers_he_starts_within_ten_epochs_and_xavier_has_not_left_chance
 def test_mnist1d_paper_mlp_is_the_papers_setup_on_the_published_split() -> None:
     """Preset mnist1d_paper_mlp: 40-100-100-10 ReLU, Adam 1e-2, batch 100, 6000 steps on all 4000
     published training samples; 10 epochs already give test accuracy far above chance."""
-    cfg = preset("mnist1d_paper_mlp")
+    cfg = preset_config("mnist1d_paper_mlp")
     assert (cfg.depth, cfg.width, cfg.batch_size, cfg.optim.name, cfg.optim.lr) == \
         (2, 100, 100, "adam", 0.01)
     assert cfg.data.canonical and cfg.data.val_frac == 0
@@ -245,7 +225,7 @@ def test_mnist1d_paper_mlp_is_the_papers_setup_on_the_published_split() -> None:
 def test_mnist1d_best_is_chosen_on_val_carved_from_train_and_reported_on_the_published_test() -> None:
     """The search scores trials on a val split of the 4000 training samples; the chosen config
     trains on all 4000 with the search's epochs, schedule and architecture family."""
-    search, best = preset("mnist1d_best_search"), preset("mnist1d_best")
+    search, best = preset_config("mnist1d_best_search"), preset_config("mnist1d_best")
     assert search.data.canonical and 0 < search.data.val_frac < 1
     assert best.data.canonical and best.data.val_frac == 0
     for key in ("epochs", "activation", "init", "batchnorm", "optim.name", "optim.schedule"):

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlp_core.data import Dataset, load_dataset
 from mlp_core.model import MLP, MLPClassifier, MLPRegressor
 from mlp_core.optim import LRSchedule, make_optimizer
-from mlp_core.train import TrainConfig
+from mlp_core.train import TrainConfig, Trainer
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:
@@ -33,6 +33,10 @@ class Built:
     optimizer: Any
     schedule: LRSchedule
     train: TrainConfig
+
+    def trainer(self) -> Trainer:
+        """A Trainer over these parts (its `run()` yields one EpochRecord per epoch)."""
+        return Trainer(self.model, self.optimizer, self.schedule, self.data, self.train)
 
 
 def build_data(cfg: DictConfig) -> Dataset:
