@@ -76,9 +76,9 @@ def layer_stats(
     The probe pass runs in train mode (BN batch stats) without dropout and without
     touching BN running stats, so it is deterministic and does not change the model.
     """
-    out, cache = model._forward(X, True, update_running=False, use_dropout=False)
+    out, cache = model.forward(X, True, update_running=False, use_dropout=False)
     _, dout = model.loss_and_grad(out, y)
-    grads = model.backprop(dout, cache)
+    grads = model.backward(dout, cache)
     rows = []
     acts, pres = [*cache["post"], out], [*cache["pre"], out]
     for i, a in enumerate(acts):

@@ -23,7 +23,7 @@ def _signs(model: MLP, cache: dict) -> Tensor | None:
 def _loss(model: MLP, X: Tensor, y: Tensor, rng_state: Tensor) -> tuple[float, Tensor | None]:
     """Loss with a fixed dropout mask, and the sign pattern of the pre-activations (for kinks)."""
     model.generator.set_state(rng_state)  # the same dropout mask on every evaluation
-    out, cache = model._forward(X, True, update_running=False)
+    out, cache = model.forward(X, True, update_running=False)
     loss, _ = model.loss_and_grad(out, y)
     return float(loss), _signs(model, cache)
 
@@ -82,9 +82,9 @@ def gradcheck(
     if m.task == "regression":
         y = y.to(torch.float64)
     rng_state = m.generator.get_state()  # before the forward that draws the dropout mask
-    out, cache = m._forward(X, True, update_running=False)
+    out, cache = m.forward(X, True, update_running=False)
     _, dout = m.loss_and_grad(out, y)
-    grads = m.backprop(dout, cache)
+    grads = m.backward(dout, cache)
     probe = _Probe(m, X, y, _signs(m, cache), rng_state)
     second = 0.1 if probe.signs0 is not None else 10.0
 

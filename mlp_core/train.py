@@ -115,7 +115,7 @@ class Trainer:
                               self.generator, shuffle=True, drop_last=self.drop_last):
             out, cache = model.forward(Xb, train=True)
             loss, dout = model.loss_and_grad(out, yb)
-            grads = model.backprop(dout, cache)
+            grads = model.backward(dout, cache)
             opt.step(grads)
             recent.append(loss)
             n_seen += Xb.shape[0]

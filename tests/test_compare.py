@@ -19,7 +19,7 @@ from experiments.analysis import stats, style
 from experiments.analysis.analyse import analyse
 from experiments.analysis.load import RunSet, load_runs
 from experiments.benchmarks.fake_sweep import make_fake_sweep, make_known_sweep
-from experiments.paths import REPO as ROOT
+from experiments.paths import COMPARE_PY, RUN_PY
 
 PY = sys.executable
 FACTORS = {"activation": ["relu", "tanh"], "init": ["he", "xavier"]}
@@ -352,7 +352,7 @@ def test_truncated_or_corrupt_csvs_are_skipped_with_a_warning_naming_them(tmp_pa
 
 
 def test_empty_dir_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
-    p = subprocess.run([PY, str(ROOT / "experiments" / "compare.py"), str(tmp_path)],
+    p = subprocess.run([PY, str(COMPARE_PY), str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "no runs found" in p.stderr
@@ -416,7 +416,7 @@ def test_no_argument_and_no_outputs_exits_2(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_help_explains_every_option_with_an_example() -> None:
-    p = subprocess.run([PY, str(ROOT / "experiments" / "compare.py"), "--help"],
+    p = subprocess.run([PY, str(COMPARE_PY), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0
     for opt in ("--metric", "--by", "--facet", "--filter", "--out", "--force", "examples:"):
@@ -425,11 +425,7 @@ def test_help_explains_every_option_with_an_example() -> None:
     assert "--metric test_acc" in p.stdout
 
 
-RUN_PY = ROOT / "experiments" / "run.py"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not RUN_PY.exists(), reason="experiments/run.py not written yet")
 def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     cmd = [PY, str(RUN_PY), "-m", "activation=relu,tanh", "init=he,xavier", "seed=0,1",

@@ -156,9 +156,24 @@ def test_whole_library_runs_inside_inference_mode():
     assert len(recs) == 3 and trainer.status == "completed"
 
 
+# autograd in any form: its modules, grad-tracking tensors, and Tensor.backward() calls (no
+# arguments or torch's keywords; our own model.backward(dout, cache) is the library's API).
+AUTOGRAD = re.compile(r"torch\.autograd|torch\.nn\b|torch\.func|requires_grad|"
+                      r"\.backward\(\s*(\)|gradient=|retain_graph=|create_graph=|inputs=)|"
+                      r"^\s*(from|import)\s+(hydra|pandas|matplotlib|omegaconf)", re.M)
+
+
+def test_the_autograd_pattern_catches_autograd_and_spares_our_own_backward():
+    for banned in ("loss.backward()", "loss.backward( )", "y.backward(gradient=g)",
+                   "torch.autograd.grad(l, p)", "import torch.nn as nn", "w.requires_grad_()",
+                   "from torch.func import grad", "import matplotlib.pyplot as plt"):
+        assert AUTOGRAD.search(banned), banned
+    for allowed in ("grads = model.backward(dout, cache)", "def backward(self, dout, cache):",
+                    "dx = act_backward(name, dh, z, a)"):
+        assert not AUTOGRAD.search(allowed), allowed
+
+
 def test_source_never_touches_autograd():
-    banned = re.compile(r"torch\.autograd|torch\.nn\b|torch\.func|requires_grad|\.backward\(|"
-                        r"^\s*(from|import)\s+(hydra|pandas|matplotlib|omegaconf)", re.M)
     for path in pathlib.Path(mlp_core.__file__).parent.glob("*.py"):
-        hits = [m.group(0) for m in banned.finditer(path.read_text())]
+        hits = [m.group(0) for m in AUTOGRAD.finditer(path.read_text())]
         assert not hits, f"{path.name}: {hits}"

@@ -107,7 +107,7 @@ def make_pair(case: Case, seed: int = 0) -> tuple[Callable, Callable, Callable[[
             k[0] += 1
             out, cache = model.forward(X, train=True)
             loss, dout = model.loss_and_grad(out, y)
-            opt.step(model.backprop(dout, cache))
+            opt.step(model.backward(dout, cache))
 
         def autograd() -> None:
             X, y = data[k[1] % 4]
