@@ -36,6 +36,8 @@ def number(v: float) -> str:
 
 def interval(row: pd.Series) -> str:
     """"[0.91, 0.95]" (95% bootstrap), or "range 0.90-0.93, n < 3: no interval"."""
+    if pd.notna(row.get("ci_lo")) and row["min"] == row["max"]:
+        return f"all {int(row['n'])} equal: no spread to estimate"
     if pd.notna(row.get("ci_lo")):
         return f"95% CI [{number(row['ci_lo'])}, {number(row['ci_hi'])}]"
     if row.get("n", 0) >= 2:
