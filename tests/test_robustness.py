@@ -198,3 +198,16 @@ def test_gradcheck_catches_a_backward_wrong_by_one_percent_in_deep_nets(act: str
     model = MLPClassifier(6, 10, [8] * 10, activation=act, init="xavier", seed=0)
     with torch.inference_mode():
         assert gradcheck(model, X, y, n_checks=24, per_tensor=1) > 1e-3
+
+
+# ---------------------------------------------------------------- 6. text in figures
+def test_a_value_with_math_text_renders_in_every_figure(tmp_path: Path) -> None:
+    from experiments import compare
+    from experiments.benchmarks.fake_sweep import make_known_sweep
+
+    runs = [{"levels": {"data.target": t, "width": w}, "seed": s, "final": 0.5 + 0.1 * s}
+            for t in ("$\\foo$", "a_{b}^c $x") for w in (8, 16) for s in range(2)]
+    sweep = make_known_sweep(tmp_path / "s", runs)
+    out = tmp_path / "out"
+    assert compare.main([str(sweep), "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) >= 2
