@@ -14,7 +14,7 @@ from mlp_core.train import BASE_COLUMNS, LAYER_COLUMNS, TASK_COLUMNS, metric_col
 
 __all__ = [
     "BASE_COLUMNS", "LAYER_COLUMNS", "TASK_COLUMNS", "metric_columns",
-    "METRICS", "LAYERS", "SUMMARY", "CHECKPOINT", "LOG", "CONFIG", "OVERRIDES",
+    "METRICS", "LAYERS", "SUMMARY", "CHECKPOINT", "LOG", "CONFIG", "OVERRIDES", "LOCK",
     "RUNNING", "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "REFUSED", "BUSY", "STATUSES",
     "FINISHED", "BAD", "INT_COLUMNS", "TASKS", "PRIMARY", "TRACKED",
     "higher_is_better", "primary_metric", "metric_for_columns",
@@ -28,6 +28,7 @@ CHECKPOINT = "checkpoint.pt"   # the latest trainer state, for resuming
 LOG = "run.log"                # the run's log
 CONFIG = "config.yaml"         # the composed config the run was started with (written once)
 OVERRIDES = "overrides.yaml"   # the command-line overrides of that run, a YAML list (written once)
+LOCK = ".lock"                 # OS lock (flock) held by the process training the run; pid inside
 
 # ---------------------------------------------------------------- statuses (summary.json)
 RUNNING = "running"            # started; a kill leaves it so (resumable from the checkpoint)

@@ -25,10 +25,10 @@ from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
 from experiments.harness.preflight import PreflightError, plan
 from experiments.harness.recorder import Recorder
-from experiments.harness.rundir import RunDir, atomic_write_json
+from experiments.harness.rundir import RunDir, RunDirBusy, atomic_write_json, results_key
 from experiments.harness.summary import objective
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
-from experiments.record import BAD
+from experiments.record import BAD, BUSY
 from mlp_core.gradcheck import gradcheck
 from mlp_core.train import Trainer
 
@@ -62,7 +62,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, job: JobInfo | Non
         log.error("%s: failed: %s", rd.path, error)
         summary = {"status": "failed", "error": error}
         try:
-            atomic_write_json(rd.summary, {**(rd.read_json(rd.summary) or {}), **summary})
+            atomic_write_json(rd.summary, {**(rd.read_json(rd.summary) or {}), **summary},
+                              in_place_if_full=True)
         except Exception:  # nothing more can be recorded there
             pass
         return _finish(job, rd, summary, "error")
@@ -78,6 +79,17 @@ def _train(cfg: DictConfig, rd: RunDir, job: JobInfo) -> dict[str, Any]:
             shutil.rmtree(rd.path)
         log.error("%s%s", where, e)
         return _finish(job, rd, {"status": "failed", "error": str(e)}, "invalid")
+    try:
+        lock = rd.lock()  # one owner per run dir; held until this run's files are written
+    except RunDirBusy as e:
+        log.warning("%s%s: skipped", where, e)
+        return _finish(job, rd, {"status": BUSY, "error": str(e)}, "busy")
+    with lock:
+        return _owned(cfg, rd, job, where)
+
+
+def _owned(cfg: DictConfig, rd: RunDir, job: JobInfo, where: str) -> dict[str, Any]:
+    """What a launch does in a run dir it holds the lock of: skip, refuse, start or resume."""
     config = plain(cfg)
     decision = rd.decide(config)
     if decision.action == "skip":
@@ -102,18 +114,25 @@ def _finish(job: JobInfo, rd: RunDir, summary: dict[str, Any], action: str) -> d
 
 def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, resume: bool,
              note: str) -> dict[str, Any]:
-    threads = resolve_threads(str(cfg.threads), job)
-    torch.set_num_threads(threads)  # every job: joblib reuses its worker processes
     where = f"[{job.label}] " if job.label else ""
-    with Recorder.begin(rd, config, _overrides(), resume=resume, threads=threads) as rec:
+    with Recorder.begin(rd, config, _overrides(), resume=resume) as rec:
+        # every job sets its threads: joblib reuses its worker processes. A resume reuses the
+        # count in the run record (thread counts change float rounding); auto is resolved from
+        # the model's size once it is built, one thread until then.
+        threads = rec.summary["threads"]
+        if threads is not None and str(cfg.threads) not in ("auto", str(threads)):
+            log.info("%sresuming with the run's own threads=%d, not threads=%s", where, threads,
+                     cfg.threads)
+        torch.set_num_threads(threads or (1 if cfg.threads == "auto" else int(cfg.threads)))
         log.info("%s%s -> %s%s", where, "resume" if resume else "start", rd.path,
                  f" ({note})" if note else "")
         try:
-            trainer = _trainer(cfg, rec, resume, where)
+            trainer = _trainer(cfg, rec, resume, where, job)
             with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
                           job.launcher == "basic") as bar:
                 for epoch in trainer.run():
-                    row = rec.epoch(epoch, trainer.state_dict())
+                    row = rec.epoch(epoch, {**trainer.state_dict(),
+                                            "run_config": results_key(config)})
                     log.info(epoch_line(row, cfg.epochs, job.label))
                     if bar is not None and row["epoch"] > 0:
                         bar.update(1)
@@ -137,15 +156,20 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
     return summary
 
 
-def _trainer(cfg: DictConfig, rec: Recorder, resume: bool, where: str) -> Trainer:
+def _trainer(cfg: DictConfig, rec: Recorder, resume: bool, where: str, job: JobInfo
+             ) -> Trainer:
     """Build the run's Trainer: restored from the checkpoint on resume, else gradient-checked
-    (when cfg.gradcheck); its CSV logs opened."""
+    (when cfg.gradcheck); its threads resolved; its CSV logs opened."""
     with rec.timed("data"):
         b = build(cfg)
     rec.note(task=b.data.task, n_params=b.model.n_params)
+    if rec.summary["threads"] is None:  # threads=auto: 1 thread for small nets (jobs.py)
+        threads = resolve_threads(str(cfg.threads), job, 6.0 * cfg.batch_size * b.model.n_params)
+        torch.set_num_threads(threads)
+        rec.note(threads=threads)
     trainer = b.trainer()
     if resume:
-        rec.restore(trainer)
+        rec.restore(trainer, results_key(plain(cfg)), cfg.epochs)
     elif cfg.gradcheck:
         with rec.timed("gradcheck"):
             err = gradcheck(b.model, *gradcheck_probe(b.data))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import errno
 import itertools
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +18,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from experiments.harness.build import build, gradcheck_probe
+from experiments.harness.jobs import AUTO_THREADS_MIN_FLOPS, JobInfo, cores_per_job, resolve_threads
 from experiments.harness.names import inside, run_name
 from experiments.harness.preflight import PreflightError, plan
+from experiments.harness.rundir import RunDir, RunDirBusy
 from experiments.paths import CONF_DIR, RUN_PY
+from experiments.run import train
 from mlp_core.data import load_dataset
 from mlp_core.gradcheck import gradcheck
 from mlp_core.model import MLPClassifier
@@ -211,3 +219,180 @@ def test_a_value_with_math_text_renders_in_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert compare.main([str(sweep), "--out", str(out)]) == 0
     assert len(list(out.glob("*.png"))) >= 2
+
+
+# ---------------------------------------------------------------- in-process runs
+TINY = ["epochs=4", "width=8", "data.n_samples=200", "gradcheck=false"]
+TIMING = ("epoch_time_s", "samples_per_s")
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="test"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def stop_after(monkeypatch, epoch: int) -> None:
+    """Make the run stop cleanly (as on SIGTERM) once `epoch` is written."""
+    from experiments.harness import signals
+
+    seen = {"n": -1}
+
+    def requested() -> str | None:
+        seen["n"] += 1
+        return "SIGTERM" if seen["n"] >= epoch else None
+
+    monkeypatch.setattr(signals, "requested", requested)
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+
+
+# ---------------------------------------------------------------- 1. two writers on one run
+def test_a_locked_run_dir_is_busy_and_left_untouched(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with RunDir(run_dir).lock():
+        s = train(compose_cfg(*TINY), run_dir)
+    assert s["status"] == "busy" and f"pid {os.getpid()}" in s["error"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    assert train(compose_cfg(*TINY), run_dir)["status"] == "completed"  # released
+
+
+def test_a_dead_owners_lock_is_free_again(tmp_path: Path) -> None:
+    code = ("import sys, time; from pathlib import Path; from experiments.harness.rundir "
+            "import RunDir; l = RunDir(Path(sys.argv[1])).lock(); print('held', flush=True); "
+            "time.sleep(600)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirBusy, match=f"pid {p.pid}"):
+            RunDir(tmp_path).lock()
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    RunDir(tmp_path).lock().release()  # the kernel dropped the dead process's lock
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_into_one_dir_write_every_epoch_once(tmp_path: Path) -> None:
+    args = [str(RUN_PY), "-m", "seed=0,1,2,3", "epochs=30", "width=8", "data.n_samples=200",
+            "gradcheck=false", "threads=1", f"hydra.sweep.dir={tmp_path / 's'}"]
+    procs = [subprocess.Popen([sys.executable, *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    metrics = sorted((tmp_path / "s").glob("*/metrics.csv"))
+    assert len(metrics) == 4
+    for m in metrics:
+        assert [int(r["epoch"]) for r in rows_of(m)] == list(range(31)), m
+        assert json.loads((m.parent / "summary.json").read_text())["status"] == "completed"
+        log_text = (m.parent / "run.log").read_text()
+        assert log_text.count("completed after") == 1, m
+    tallies = " ".join(o for o in outs if "sweep finished" in o)
+    assert tallies.count("sweep finished") == 2
+
+
+# ---------------------------------------------------------------- 2. torn tail
+def test_a_torn_metrics_tail_is_cut_and_the_resumed_run_ends_as_an_unbroken_one(
+        monkeypatch, tmp_path: Path) -> None:
+    whole = train(compose_cfg(*TINY), tmp_path / "whole")
+    run_dir = tmp_path / "torn"
+    with monkeypatch.context() as m:
+        stop_after(m, 2)
+        assert train(compose_cfg(*TINY), run_dir)["status"] == "interrupted"
+    with (run_dir / "metrics.csv").open("ab") as f:
+        f.write(b"3,12,0.01,0.6" + b"\0" * 512)  # a partial row, then a power loss's NULs
+    with (run_dir / "layers.csv").open("ab") as f:
+        f.write(b"3,0,fc0,0.1")
+    resumed = train(compose_cfg(*TINY), run_dir)
+    assert resumed["status"] == "completed" and resumed["resumes"] == 1
+    assert rows_of(run_dir / "metrics.csv") == rows_of(tmp_path / "whole" / "metrics.csv")
+    assert resumed["best"] == whole["best"]
+    log_text = (run_dir / "run.log").read_text()
+    assert f"{run_dir / 'metrics.csv'}: cut a torn tail" in log_text
+    assert f"{run_dir / 'layers.csv'}: cut a torn tail" in log_text
+
+
+# ---------------------------------------------------------------- 3. resume window
+def test_a_kill_right_after_resume_keeps_the_recorded_progress(monkeypatch,
+                                                              tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_after(m, 2)
+        before = train(compose_cfg(*TINY), run_dir)
+    seen = {}
+
+    def killed(*a, **k):  # the kill lands after "resume ->", before the data is built
+        seen.update(json.loads((run_dir / "summary.json").read_text()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("experiments.run.build", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(compose_cfg(*TINY), run_dir)
+    for key in ("epochs_completed", "final", "best", "wall_time_s", "n_params", "task"):
+        assert seen[key] == before[key], key
+    assert seen["epochs_completed"] == 2 and seen["wall_time_s"] > 0
+
+
+# ---------------------------------------------------------------- 7. disk full, checkpoints
+def test_a_full_disk_says_so_keeps_every_complete_row_and_records_failed(monkeypatch,
+                                                                         tmp_path: Path) -> None:
+    from experiments.harness import rundir
+
+    real, calls = os.fsync, {"n": 0}
+
+    def fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 12:  # epoch 0 and 1 land; then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(rundir.os, "fsync", fsync)
+    run_dir = tmp_path / "run"
+    s = train(compose_cfg(*TINY), run_dir)
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == on_disk["status"] == "failed"
+    assert "No space left on device: " + str(run_dir) in on_disk["error"]
+    rows = rows_of(run_dir / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(len(rows))) and rows
+    assert (run_dir / "metrics.csv").read_bytes().endswith(b"\n")
+
+
+def test_a_checkpoint_from_a_longer_run_or_another_config_is_refused(monkeypatch,
+                                                                     tmp_path: Path) -> None:
+    long_dir, short_dir = tmp_path / "long", tmp_path / "short"
+    assert train(compose_cfg(*TINY, "epochs=6"), long_dir)["status"] == "completed"
+    with monkeypatch.context() as m:
+        stop_after(m, 1)
+        train(compose_cfg(*TINY), short_dir)
+    shutil.copy(long_dir / "checkpoint.pt", short_dir / "checkpoint.pt")
+    s = train(compose_cfg(*TINY), short_dir)
+    assert s["status"] == "failed" and "at epoch 6 but this run has epochs=4" in s["error"]
+    other = tmp_path / "other"
+    with monkeypatch.context() as m:
+        stop_after(m, 1)
+        train(compose_cfg(*TINY, "seed=1"), other)
+    shutil.copy(other / "checkpoint.pt", short_dir / "checkpoint.pt")
+    s = train(compose_cfg(*TINY), short_dir)
+    assert s["status"] == "failed" and "belongs to another config (seed: 1 -> 0)" in s["error"]
+
+
+# ---------------------------------------------------------------- 8. threads
+def test_threads_auto_is_one_for_small_nets_under_every_launcher_and_pinned_on_resume(
+        monkeypatch, tmp_path: Path) -> None:
+    for launcher, parallel in (("basic", 1), ("joblib", 2), ("joblib", 1), ("other", 0)):
+        job = JobInfo(launcher=launcher, parallel=parallel)
+        assert resolve_threads("auto", job, 6 * 64 * 300_000) == 1  # a width-512 digits net
+    assert resolve_threads("auto", JobInfo(), 2 * AUTO_THREADS_MIN_FLOPS) == cores_per_job(
+        JobInfo())
+    assert resolve_threads("2", JobInfo(), 0.0) == 2
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_after(m, 1)
+        first = train(compose_cfg(*TINY, "threads=1"), run_dir)
+    assert first["threads"] == 1
+    resumed = train(compose_cfg(*TINY, "threads=2"), run_dir)
+    assert resumed["status"] == "completed" and resumed["threads"] == 1
+    assert torch.get_num_threads() == 1

@@ -26,7 +26,7 @@ from experiments.harness import (
     schema,  # noqa: F401 (registers the structured configs)
     signals,
 )
-from experiments.harness.jobs import job_info, resolve_threads
+from experiments.harness.jobs import AUTO_THREADS_MIN_FLOPS, job_info, resolve_threads
 from experiments.paths import COMPARE_PY, CONF_DIR, RUN_PY
 
 PARTITION = "cpu"  # the one partition tests/cluster/slurm.sh creates
@@ -203,8 +203,9 @@ def test_threads_auto_under_slurm_takes_cpus_per_task(tmp_path: Path) -> None:
     try:
         job = job_info()
         assert job.launcher == "submitit_slurm"
-        assert resolve_threads("auto", job) == 1  # not the machine's cores
-        assert resolve_threads("3", job) == 3
+        big = 2 * AUTO_THREADS_MIN_FLOPS  # a step large enough for more than one thread
+        assert resolve_threads("auto", job, big) == 1  # cpus_per_task, not the machine's cores
+        assert resolve_threads("3", job, big) == 3
     finally:
         hydra_config.cfg = before  # other tests run outside Hydra
 

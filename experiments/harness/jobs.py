@@ -64,14 +64,17 @@ def job_info() -> JobInfo:
                    parallel, optuna, str(launch.get("id") or ""))
 
 
-def resolve_threads(threads: str, job: JobInfo) -> int:
-    """torch threads for this job: an explicit number, or cores shared among parallel jobs.
+# threads=auto: one thread below this many FLOPs per training step (6 x batch_size x n_params,
+# forward + backward). Measured on the 2-core machine this project runs on while ~8 other agents
+# loaded it (load average 13-18): two threads were 18-65x slower than one up to 0.13 GFLOP/step,
+# 8x at 1.7 GFLOP (width 1024), 2.4x at 6.7 GFLOP (width 2048, batch 256); the trend crosses 1
+# near 2e10. OpenMP threads that wait on a busy core stall every GEMM, so small nets want one.
+AUTO_THREADS_MIN_FLOPS = 2e10
 
-    auto: cores // n_jobs under joblib; cpus_per_task under submitit when it sets one
-    (else cores // jobs of the sweep for submitit_local); all cores otherwise.
-    """
-    if threads != "auto":
-        return int(threads)
+
+def cores_per_job(job: JobInfo) -> int:
+    """This job's share of the machine: cores // parallel jobs under joblib, cpus_per_task (or
+    cores // jobs for submitit_local) under submitit, every core under the basic launcher."""
     cpus = _cpus()
     if job.launcher == "joblib":
         return max(1, cpus // max(1, job.parallel))
@@ -83,6 +86,15 @@ def resolve_threads(threads: str, job: JobInfo) -> int:
         if job.launcher == "submitit_local" and job.total:
             return max(1, cpus // job.total)
     return cpus
+
+
+def resolve_threads(threads: str, job: JobInfo, flops_per_step: float) -> int:
+    """torch threads for this job: an explicit number, or (auto) 1 for a step below
+    AUTO_THREADS_MIN_FLOPS and this job's share of the cores above it; the same rule under
+    every launcher. The run records the count; a resume reuses it."""
+    if threads != "auto":
+        return int(threads)
+    return 1 if flops_per_step < AUTO_THREADS_MIN_FLOPS else cores_per_job(job)
 
 
 def record_outcome(job: JobInfo, outcome: dict[str, object]) -> None:

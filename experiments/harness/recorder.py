@@ -15,6 +15,7 @@ from experiments.harness.rundir import (
     RunDir,
     atomic_torch_save,
     atomic_write_json,
+    check_checkpoint,
     read_csv,
     truncate_csv,
 )
@@ -37,9 +38,11 @@ class Recorder:
         self.phases = Phases()  # where this launch's wall time goes: summary["phases_s"]
 
     @classmethod
-    def begin(cls, rd: RunDir, config: dict[str, Any], overrides: list[str], *, resume: bool,
-              threads: int) -> Recorder:
-        """A fresh record (config and overrides written once), or the continued one on resume."""
+    def begin(cls, rd: RunDir, config: dict[str, Any], overrides: list[str], *, resume: bool
+              ) -> Recorder:
+        """A fresh record (config and overrides written once), or the continued one on resume:
+        its progress (epochs, final/best/test, wall time) and its thread count carried over
+        before anything else is written, so a kill right after "resume ->" loses nothing."""
         prev = (rd.read_json(rd.summary) or {}) if resume else {}
         if not resume:
             rd.start_fresh(config, overrides)
@@ -49,8 +52,11 @@ class Recorder:
             "epochs_completed": 0, "wall_time_s": 0.0, "n_params": None,
             "gradcheck_max_rel_err": prev.get("gradcheck_max_rel_err"), "error": None,
             "resumes": prev.get("resumes", -1) + 1 if resume else 0,
-            "threads": threads, "versions": versions(),
+            "threads": prev.get("threads") if isinstance(prev.get("threads"), int) else None,
+            "versions": versions(),
         }
+        summary.update({k: prev[k] for k in ("task", "n_params", "final", "best", "test",
+                                             "epochs_completed", "wall_time_s") if k in prev})
         rec = cls(rd, summary, float(prev.get("wall_time_s") or 0.0))
         rec._write()
         return rec
@@ -69,12 +75,14 @@ class Recorder:
         """Count the block's seconds under `phase` (data, gradcheck, eval, ...)."""
         return self.phases.timed(phase)
 
-    def restore(self, trainer: Trainer) -> None:
-        """Load the checkpoint into `trainer`; drop CSV rows written after it (a kill can land
-        between a row and its checkpoint)."""
+    def restore(self, trainer: Trainer, key: dict[str, Any], epochs: int) -> None:
+        """Load the checkpoint into `trainer` (refused if it is ahead of `epochs` or of another
+        config than `key`); drop CSV rows written after it (a kill can land between a row and
+        its checkpoint) and cut a torn tail, with a warning naming the file."""
         # CPU first: RNG states must be CPU tensors; params and buffers are copied over.
-        trainer.load_state_dict(torch.load(self.rd.checkpoint, map_location="cpu",
-                                           weights_only=True))
+        state = torch.load(self.rd.checkpoint, map_location="cpu", weights_only=True)
+        check_checkpoint(state, key, epochs, self.rd.checkpoint)
+        trainer.load_state_dict(state)
         truncate_csv(self.rd.metrics, trainer.epoch)
         truncate_csv(self.rd.layers, trainer.epoch)
         self.rows = [parse_row(r) for r in read_csv(self.rd.metrics)]
@@ -132,4 +140,5 @@ class Recorder:
         return self._wall_before + time.perf_counter() - self._t0
 
     def _write(self) -> None:
-        atomic_write_json(self.rd.summary, self.summary)
+        # in place on a full disk: the failure record must land where no new block can be had
+        atomic_write_json(self.rd.summary, self.summary, in_place_if_full=True)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
+import logging
 import math
 import os
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +28,34 @@ from experiments.harness.schema import FREE_KEYS
 IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", *FREE_KEYS)
 
 
+log = logging.getLogger("harness.rundir")
+
+
+class DiskFull(OSError):
+    """A write ran out of space: `str(err)` is `No space left on device: <path>`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.ENOSPC, "No space left on device")
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"No space left on device: {self.path}"
+
+
+def _no_space(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _tmp_path(path: Path) -> Path:
     """A sibling temp name (same filesystem, so os.replace is atomic); normal permissions."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a torn one."""
+    """Write `data` to `path` so readers see the old file or the new one, never a torn one.
+
+    Out of space: raises DiskFull naming `path` (the temp file removed, the old file intact).
+    """
     tmp = _tmp_path(path)
     try:
         with tmp.open("wb") as f:
@@ -38,9 +63,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if _no_space(e):
+            raise DiskFull(path) from e
         raise
+
+
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Last resort on a full disk: rewrite an existing small file within its own blocks."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def jsonable(x: Any) -> Any:
@@ -56,19 +93,24 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode())
+def atomic_write_json(path: Path, obj: Any, in_place_if_full: bool = False) -> None:
+    """JSON written atomically; `in_place_if_full`: on a full disk, overwrite the old file
+    in place instead (a failure record must land even when no new block can be had)."""
+    text = (json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n").encode()
+    try:
+        atomic_write_bytes(path, text)
+    except DiskFull:
+        if not in_place_if_full:
+            raise
+        overwrite_in_place(path, text)
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    tmp = _tmp_path(path)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """torch.save into memory, then one atomic, fsynced write (a full disk says DiskFull,
+    not torch's `inline_container.cc` or `iostream error`)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class CsvLog:
@@ -84,9 +126,27 @@ class CsvLog:
             self.file.flush()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        self.writer.writerows(rows)
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        """Append `rows` durably; on a full disk, cut back to the rows before and raise DiskFull."""
+        start = self.file.tell()
+        try:
+            self.writer.writerows(rows)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as e:
+            if not _no_space(e):
+                raise
+            self._cut(start)
+            raise DiskFull(self.path) from e
+
+    def _cut(self, size: int) -> None:
+        """Drop a partly written row: truncating needs no free space."""
+        try:
+            self.file.close()  # its buffer may hold part of the row: drop it unflushed
+        except OSError:
+            pass
+        os.truncate(self.path, size)
+        self.file = self.path.open("a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="raise")
 
     def close(self) -> None:
         self.file.close()
@@ -99,18 +159,104 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def truncate_csv(path: Path, last_epoch: int) -> None:
-    """Drop rows written after the checkpoint of `last_epoch` (a kill can land in between)."""
+class TornFile(ValueError):
+    """A CSV whose complete rows stop before the checkpoint's epoch: it cannot be resumed."""
+
+
+def truncate_csv(path: Path, last_epoch: int) -> str | None:
+    """Cut `path` back to its header and complete rows of epochs <= `last_epoch`.
+
+    Rows after the checkpoint (a kill can land in between) are dropped silently; a torn
+    tail (a partial last row, NUL padding, a row that does not parse, as a power loss or a
+    full disk leaves) is cut with a warning naming the file, which is also returned. Raises
+    TornFile if the complete rows end before `last_epoch` (the checkpoint is ahead of them).
+    """
     if not path.exists():
-        return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        path.unlink()
-        return
-    buf = io.StringIO()
-    csv.writer(buf).writerows([rows[0], *(r for r in rows[1:] if r and int(r[0]) <= last_epoch)])
-    atomic_write_bytes(path, buf.getvalue().encode())
+        return None
+    data = path.read_bytes()
+    good = data.split(b"\0", 1)[0]  # NUL padding: nothing from the first NUL on was written
+    good = good[: good.rfind(b"\n") + 1]  # a last line without its newline is partial
+    lines = good.decode("utf-8", errors="replace").splitlines(keepends=True)
+    header = next(csv.reader(lines[:1]), None)
+    kept, last, torn = lines[:1], -1, len(good) < len(data)
+    for line in lines[1:]:
+        row = next(csv.reader([line]), [])
+        try:
+            epoch = int(row[0])
+        except (IndexError, ValueError):
+            epoch = None
+        if header is None or len(row) != len(header) or epoch is None or epoch < last:
+            torn = True  # nothing after a damaged row can be trusted
+            break
+        if epoch > last_epoch:
+            break
+        kept.append(line)
+        last = epoch
+    if last < last_epoch and (kept[1:] or torn):
+        raise TornFile(f"{path} ends at epoch {last} but the checkpoint is at epoch {last_epoch}: "
+                       "it cannot be resumed (delete the run dir to start it again)")
+    text = "".join(kept)
+    if text.encode() != data:
+        atomic_write_bytes(path, text.encode())
+    if torn:
+        note = (f"{path}: cut a torn tail ({len(data) - len(text.encode())} bytes: a partial "
+                f"row, NUL bytes or a row that does not parse) back to epoch {last}")
+        log.warning(note)
+        return note
+    return None
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that is not this run's: ahead of its epochs, or of another config."""
+
+
+def check_checkpoint(state: dict[str, Any], key: dict[str, Any], epochs: int, path: Path) -> None:
+    """Refuse a checkpoint whose epoch exceeds `epochs` or whose recorded config (results key)
+    differs from `key`: resuming from it would call a run completed with the wrong weights."""
+    epoch = state.get("epoch", 0)
+    if not isinstance(epoch, int) or epoch > epochs:
+        raise CheckpointMismatch(f"{path} is at epoch {epoch} but this run has epochs={epochs}: "
+                                 "not this run's checkpoint")
+    saved = state.get("run_config")
+    if saved is not None and saved != key:
+        raise CheckpointMismatch(f"{path} belongs to another config ({diff(saved, key)}): "
+                                 "not this run's checkpoint")
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process holds the run dir's lock: `str(err)` names the dir and its pid."""
+
+
+class RunLock:
+    """This process's hold on a run dir (fcntl.flock on <dir>/.lock); a context manager.
+
+    The kernel drops the lock when the holder exits, however it exits (kill -9 included), so a
+    dead launcher's dirs are free again, and an orphaned worker that still trains keeps its own.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise RunDirBusy(f"{path.parent} is busy: another process is training it "
+                             f"(pid {holder})") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = -1
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass
@@ -138,6 +284,11 @@ class RunDir:
         self.log = self.path / record.LOG
         self.config = self.path / record.CONFIG
         self.overrides = self.path / record.OVERRIDES
+        self.lock_file = self.path / record.LOCK
+
+    def lock(self) -> RunLock:
+        """Take the run dir's lock (the dir must exist); RunDirBusy if another process has it."""
+        return RunLock(self.lock_file)
 
     def read_json(self, path: Path) -> dict[str, Any] | None:
         try:
