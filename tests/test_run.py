@@ -192,10 +192,14 @@ def test_a_run_dir_with_results_but_no_config_record_is_refused(make_cfg, tmp_pa
     assert (run_dir / record.METRICS).read_bytes() == before
 
 
-def test_a_failed_gradient_check_marks_the_run_failed(make_cfg, tmp_path) -> None:
-    result = train(make_cfg(*TINY, "gradcheck_tol=1e-30"), tmp_path / "run")
+def test_a_failed_gradient_check_marks_the_run_failed(make_cfg, tmp_path, monkeypatch) -> None:
+    import mlp_core.model as model_mod
+
+    real = model_mod.act_backward  # a backward wrong by 1%: the check must catch it
+    monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
+    result = train(make_cfg(*TINY), tmp_path / "run")
     assert result["status"] == "failed" and "gradient check failed" in result["error"]
-    assert summary(tmp_path / "run")["gradcheck_max_rel_err"] > 1e-30
+    assert summary(tmp_path / "run")["gradcheck_max_rel_err"] > 1e-4
 
 
 def test_gradcheck_false_skips_the_check(make_cfg, tmp_path) -> None:
