@@ -198,6 +198,10 @@ def test_summary_ranks_groups_and_names_no_best_without_a_test(fake) -> None:
     best = groups.iloc[0]
     assert f"range {best['min']:.4g}–{best['max']:.4g}, n < 3: no interval" in md
     assert "Best:" not in md and "Best:" not in stdout  # 2 seeds: no paired test possible
+    for _, r in groups.iterrows():  # the report prints groups.csv's numbers
+        assert f"| {r['rank']} | {r['activation']} | {r['init']} | {r['mean']:.4g} |" in md
+    lead = f"ranks first with val_acc {best['mean']:.4g}"
+    assert lead in md and lead in stdout
     assert md.count("| 1 |") >= 1 and "diverged" in md
 
 
