@@ -644,3 +644,22 @@ def test_jobs_an_interrupted_sweep_never_started_are_reported(tmp_path: Path) ->
     assert "2 of its planned jobs left no run dir" in err
     md = (sweep / "compare" / "summary.md").read_text()
     assert "Runs: 4 (4 completed); 2 more were planned but never started" in md
+
+
+def test_user_text_is_literal_but_log_ticks_stay_math() -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [1, 100, 10000], label=r"init=$\foo$")  # unparseable as math text
+    ax.set_yscale("log")
+    ax.set_xticks([1, 2, 3], [style.plain(v) for v in (r"$\bar$", "a", "b")])
+    style.legend(fig, ax.get_lines(), "level")
+    style.suptitle(fig, r"cost in $ and $\foo$")
+    style.no_math(fig)
+    fig.savefig(io.BytesIO(), format="png")  # raises if any user text were parsed as math
+    ticks = ax.yaxis.get_ticklabels()
+    assert ticks and all(t.get_parse_math() for t in ticks)  # 10^k drawn as math
+    assert not fig.legends[0].get_texts()[0].get_parse_math()
+    plt.close(fig)

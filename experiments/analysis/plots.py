@@ -30,6 +30,7 @@ from experiments.analysis.style import (
     fit_y,
     fmt,
     legend,
+    plain,
     spans_decades,
     suptitle,
     wrap,
@@ -155,7 +156,8 @@ def final_by_factor(a: Analysis, spec: PlotSpec) -> Path | None:
             else:
                 ax.vlines(pos[lab], row["min"], row["max"], color=color, lw=1, zorder=2)
                 ax.plot(pos[lab], row["mean"], "o", ms=7, color=color, zorder=2)
-        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
+        ax.set_xticks(range(len(labels)), [plain(v) for v in labels],
+                      rotation=30 if len(labels) > 4 else 0)
         ax.set_xlim(-0.6, len(labels) - 0.4)
         ax.set_xlabel(f)
         ax.grid(alpha=0.3, axis="y")
@@ -203,9 +205,9 @@ def heatmaps(an: Analysis, spec: PlotSpec) -> list[Path]:
                 txt = f"{v:.3g}\nn={int(n)}" if np.isfinite(v) else "no run\ncounted"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=9,
                         color="white" if dark else "black")
-        ax.set_xticks(range(len(mean.columns)), mean.columns,
+        ax.set_xticks(range(len(mean.columns)), [plain(v) for v in mean.columns],
                       rotation=30 if len(mean.columns) > 4 else 0)
-        ax.set_yticks(range(len(mean.index)), mean.index)
+        ax.set_yticks(range(len(mean.index)), [plain(v) for v in mean.index])
         ax.set_xlabel(b)
         ax.set_ylabel(a)
         fig.colorbar(im, ax=ax, label=f"{spec.metric} (mean outcome)")
@@ -262,9 +264,11 @@ def signal_propagation(a: Analysis, spec: PlotSpec) -> Path | None:
                     for lab, s in styles.items()]
     legend(fig, handles, spec.by)
     n_init = int(prof["init"]["n"].max()) if len(prof["init"]) else 0
+    cut = (f"; first {len(archs)} of {len(spec.levels[arch])} {arch} levels (--filter for "
+           "others)" if arch and len(spec.levels[arch]) > len(archs) else "")
     suptitle(fig, f"Signal propagation by {spec.by or 'run'}: per-layer activation std and "
                   f"gradient norm (last index = output layer)\n(median over runs, up to "
-                  f"{n_init} per line; at init: all runs, after training: completed runs)")
+                  f"{n_init} per line; at init: all runs, after training: completed runs{cut})")
     return spec.save(fig, "signal_propagation")
 
 

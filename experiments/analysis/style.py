@@ -97,11 +97,20 @@ class PlotSpec:
         return path
 
 
+def plain(label: str) -> str:
+    """A label shown as typed: "$" escaped so matplotlib does not read math text."""
+    return str(label).replace("$", r"\$")
+
+
 def no_math(fig: plt.Figure) -> None:
-    """Show every text of the figure as typed: a level like "$x$" or "a_$b" stays literal
-    instead of being parsed as matplotlib math text."""
+    """Show every text of the figure as typed (a level like "$x$" stays literal), except the
+    tick labels, which matplotlib's formatters write as math text (10^3 on a log axis);
+    category tick labels go through plain() where they are set."""
+    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             for t in (*axis.get_ticklabels(which="both"), axis.get_offset_text())}
     for t in fig.findobj(Text):
-        t.set_parse_math(False)
+        if id(t) not in ticks:
+            t.set_parse_math(False)
 
 
 def wrap(text: str, width_in: float) -> str:
