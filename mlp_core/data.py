@@ -40,6 +40,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "mnist1d": {"canonical": True},
 }
 STD_FLOOR = 1e-6
+MIN_SAMPLES = 10  # the smallest n_samples: 2 each for val and test, the rest to train
 MNIST1D_N_SAMPLES, MNIST1D_TEST_FRAC = 5000, 0.2  # the canonical set: 4000 train / 1000 test
 
 
@@ -233,7 +234,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, noise: float | None
     if noise is not None and name not in DEFAULT_NOISE:
         _fail(f"noise is not an option of dataset {name!r} (leave it None)")
     noise = _check_num("noise", DEFAULT_NOISE.get(name, 0.0) if noise is None else noise, 0.0)
-    n_samples = None if n_samples is None else _check_int("n_samples", n_samples, 1)
+    n_samples = None if n_samples is None else _check_int("n_samples", n_samples, MIN_SAMPLES)
     seed = _check_int("seed", seed, 0)
     val_frac, test_frac = (_check_num(k, v, 0.0, 1.0) for k, v in
                            (("val_frac", val_frac), ("test_frac", test_frac)))

@@ -142,7 +142,8 @@ class SGD(_Optimizer):
 
     def _validate(self) -> None:
         self.lr = _real("lr", self.lr, low=0.0)
-        self.momentum = _real("momentum", self.momentum, low=0.0)
+        # momentum >= 1 never forgets a gradient (the buffer grows without bound): refused
+        self.momentum = _real("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         self.dampening = _real("dampening", self.dampening, low=0.0, high=1.0)
         self.weight_decay = _real("weight_decay", self.weight_decay, low=0.0)
         if not isinstance(self.nesterov, bool):

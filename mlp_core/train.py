@@ -42,6 +42,23 @@ class TrainConfig:
     log_layers: bool = True
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """ValueError naming the first field of `cfg` out of range."""
+    rules = (("epochs", _is_int(cfg.epochs) and cfg.epochs >= 1, "an integer >= 1"),
+             ("batch_size", _is_int(cfg.batch_size) and cfg.batch_size >= 1, "an integer >= 1"),
+             ("seed", _is_int(cfg.seed) and cfg.seed >= 0, "an integer >= 0"),
+             ("diverge_factor", isinstance(cfg.diverge_factor, int | float)
+              and math.isfinite(cfg.diverge_factor) and cfg.diverge_factor > 1, "a number > 1"),
+             ("probe_size", _is_int(cfg.probe_size) and cfg.probe_size >= 1, "an integer >= 1"))
+    for name, ok, allowed in rules:
+        if not ok:
+            raise ValueError(f"{name} must be {allowed}, got {getattr(cfg, name)!r}")
+
+
 @dataclass
 class EpochRecord:
     """One epoch's metrics row, its per-layer rows, the run status after it, and where the
@@ -62,9 +79,7 @@ class Trainer:
 
     def __init__(self, model: MLP, optimizer: Any, schedule: LRSchedule, data: Dataset,
                  cfg: TrainConfig) -> None:
-        if cfg.epochs < 0 or cfg.batch_size < 1:
-            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {cfg.epochs}, "
-                             f"{cfg.batch_size}")
+        check_train_config(cfg)
         if model.task != data.task:
             raise ValueError(f"a {model.task} model cannot train on {data.task} data {data.name!r}")
         self.model, self.opt, self.schedule, self.data, self.cfg = model, optimizer, schedule, data, cfg

@@ -64,14 +64,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.test_frac": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
     "data.n_classes": (lambda v: _int(v) and v >= 2, "an integer >= 2"),
     "data.n_features": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "data.factor": (lambda v: _num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "data.factor": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
     "data.path": (lambda v: isinstance(v, str) and v != "", "a path to a CSV file"),
     "data.target": (lambda v: isinstance(v, str) and v != "", "a column name of the CSV file"),
-    "optim.lr": (lambda v: _num(v) and v > 0, "a number > 0"),
+    "optim.lr": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "optim.weight_decay": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "optim.warmup_epochs": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "optim.step_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "optim.gamma": (lambda v: _num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "optim.gamma": (lambda v: _num(v) and v > 0, "a number > 0"),
     "optim.min_lr": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "optim.momentum": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
     "optim.dampening": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
@@ -191,8 +191,10 @@ def validate(cfg: DictConfig) -> None:
     data, optim = cfg.data, cfg.optim
     if data.name not in group_options("data"):
         raise ConfigError("data.name", data.name, ", ".join(group_options("data")))
-    if data.val_frac + data.test_frac >= 0.9:
-        raise ConfigError("data.test_frac", data.test_frac, "val_frac + test_frac < 0.9")
+    if data.val_frac + data.test_frac >= 1:
+        raise ConfigError("data.test_frac", data.test_frac, "val_frac + test_frac < 1")
+    if data.name == "friedman1" and data.n_features < 5:
+        raise ConfigError("data.n_features", data.n_features, "an integer >= 5 for friedman1")
     if data.get("canonical"):  # the published MNIST-1D is one fixed set and split
         fixed = {"n_samples": (None, MNIST1D_N_SAMPLES), "noise": (None, DEFAULT_NOISE["mnist1d"]),
                  "test_frac": (MNIST1D_TEST_FRAC,)}
@@ -210,5 +212,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.batchnorm and cfg.probe_size < 2:
         raise ConfigError("probe_size", cfg.probe_size, "an integer >= 2 with batchnorm=true")
     check_device(cfg.device)
-    if optim.warmup_epochs >= cfg.epochs:
-        raise ConfigError("optim.warmup_epochs", optim.warmup_epochs, "an integer < epochs")
+    if optim.warmup_epochs > cfg.epochs:
+        raise ConfigError("optim.warmup_epochs", optim.warmup_epochs, "an integer <= epochs")
+    if str(getattr(optim.schedule, "value", optim.schedule)) == "cosine" and optim.min_lr > optim.lr:
+        raise ConfigError("optim.min_lr", optim.min_lr, "a number <= optim.lr with schedule=cosine")
