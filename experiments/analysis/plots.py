@@ -300,8 +300,8 @@ def layers_over_epochs(a: Analysis, spec: PlotSpec) -> Path | None:
         label = spec.labels(a.runs, cells[0]).radd(f"{cells[0]}=")
         for f in cells[1:]:
             label = label + f", {f}=" + spec.labels(a.runs, f)
-    has_layers = a.runs.index.isin(a.rs.layers["run_id"]) if len(a.rs.layers) else \
-        np.zeros(len(a.runs), dtype=bool)
+    has_layers = (a.runs.index.isin(a.rs.layers["run_id"]) if len(a.rs.layers) else
+                  np.zeros(len(a.runs), dtype=bool)) & a.runs["status"].eq("completed")
     order = a.runs[has_layers].sort_values(cells, kind="stable").index if cells else \
         a.runs.index[has_layers]
     present = list(dict.fromkeys(label[order]))
