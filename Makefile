@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[harness,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[harness,dev,trackers]"
 	@touch $(STAMP)
 
 install: $(STAMP)
