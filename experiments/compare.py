@@ -12,6 +12,7 @@ from experiments.analysis.analyse import UsageError, analyse
 from experiments.analysis.draw import draw
 from experiments.analysis.load import RECORD, RunSet, load_runs
 from experiments.analysis.outdir import OutDirTaken, default_out, finish, prepare
+from experiments.analysis.watch import watch
 from experiments.analysis.write import write
 from experiments.record import CONFIG, METRICS, SUMMARY
 
@@ -24,6 +25,7 @@ EXAMPLES = """examples:
   python experiments/compare.py --metric test_acc    # rank by the summary's test accuracy
   python experiments/compare.py --filter "depth >= 8 and batchnorm == true"
   python experiments/compare.py --filter "optim.lr < 0.1 and activation == 'relu'"
+  python experiments/compare.py --watch               # live: re-render every 10 s until the sweep ends
 
 exit status: 0 done, 2 no runs found / filter matched nothing / bad option value /
 output dir holds another comparison (see --force)."""
@@ -53,6 +55,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "another set of runs is refused unless --force")
     p.add_argument("--force", action="store_true", help="replace a comparison of another set "
                    "of runs in the output dir (its files are removed first)")
+    p.add_argument("--watch", nargs="?", type=float, const=10.0, metavar="SECONDS",
+                   help="re-render every SECONDS (default 10) while the sweep runs, running "
+                        "runs' partial curves included; report.html reloads itself; stops when "
+                        "every run has ended")
     return p.parse_args(argv)
 
 
@@ -115,8 +121,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = [p for p in paths if not p.exists()]
         if missing:
             raise UsageError(f"no such file or directory: {', '.join(map(str, missing))}")
-        res = compare(paths, args.out, args.metric, args.by, args.facet, args.filter,
-                      force=args.force)
+        out = args.out or default_out(paths, args.filter)
+        renders = []
+
+        def render() -> dict:
+            # watching: the folder is this sweep's own, its set of runs grows as jobs start
+            force = args.force or bool(renders) or args.out is None
+            renders.append(1)
+            return compare(paths, out, args.metric, args.by, args.facet, args.filter,
+                           force=force if args.watch is not None else args.force)
+
+        if args.watch is not None:
+            if not args.watch > 0:
+                raise UsageError(f"--watch {args.watch:g}: give a number of seconds > 0")
+            print(f"compare.py: watching {', '.join(map(str, paths))}; open {out / 'report.html'}")
+            try:
+                res = watch(render, paths, out, args.watch, no_runs=UsageError)
+            except KeyboardInterrupt:
+                print("compare.py: stopped watching (the sweep goes on)")
+                return 0
+            if res is None:
+                raise UsageError(f"no runs found under {', '.join(map(str, paths))}")
+        else:
+            res = render()
     except UsageError as e:
         print(f"compare.py: {e}", file=sys.stderr)
         return 2

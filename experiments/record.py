@@ -14,8 +14,10 @@ from mlp_core.train import BASE_COLUMNS, LAYER_COLUMNS, TASK_COLUMNS, metric_col
 
 __all__ = [
     "BASE_COLUMNS", "LAYER_COLUMNS", "TASK_COLUMNS", "metric_columns",
-    "METRICS", "LAYERS", "SUMMARY", "CHECKPOINT", "LOG", "CONFIG", "OVERRIDES", "LOCK",
-    "RUNNING", "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "REFUSED", "BUSY", "STATUSES",
+    "METRICS", "LAYERS", "SUMMARY", "CHECKPOINT", "LOG", "CONFIG", "OVERRIDES", "LOCK", "ENV",
+    "GIT_PATCH", "LABELS", "LAUNCH",
+    "RUNNING", "COMPLETED", "DIVERGED", "FAILED", "INTERRUPTED", "REFUSED", "BUSY", "NOT_STARTED",
+    "STATUSES",
     "FINISHED", "BAD", "INT_COLUMNS", "TASKS", "PRIMARY", "TRACKED",
     "higher_is_better", "primary_metric", "metric_for_columns",
 ]
@@ -29,6 +31,13 @@ LOG = "run.log"                # the run's log
 CONFIG = "config.yaml"         # the composed config the run was started with (written once)
 OVERRIDES = "overrides.yaml"   # the command-line overrides of that run, a YAML list (written once)
 LOCK = ".lock"                 # OS lock (flock) held by the process training the run; pid inside
+ENV = "env.json"               # packages (pip freeze), host, CPU, torch threads, CUDA, git commit
+LAUNCH = ".launch"             # <sweep>/.launch/<id>/launch.json: a launch in progress (removed at its end)
+GIT_PATCH = "git.patch"        # `git diff HEAD` of the code that ran, only when the tree was dirty
+
+# ---------------------------------------------------------------- labels (config.yaml)
+LABELS = ("name", "notes", "tags")  # config keys that label a run: shown, never a factor,
+                                    # never part of its identity (harness.schema.FREE_KEYS + name)
 
 # ---------------------------------------------------------------- statuses (summary.json)
 RUNNING = "running"            # started; a kill leaves it so (resumable from the checkpoint)
@@ -38,7 +47,8 @@ FAILED = "failed"              # raised (bad data, failed gradient check, ...): 
 INTERRUPTED = "interrupted"    # stopped on purpose (a signal) before its last epoch
 REFUSED = "refused"            # not started: the run dir holds another run (reported, not written)
 BUSY = "busy"                  # not started: another process holds the run dir (reported)
-STATUSES = (RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED, REFUSED, BUSY)
+NOT_STARTED = "not started"    # not started: a stop (SIGINT/SIGTERM) came first (reported)
+STATUSES = (RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED, REFUSED, BUSY, NOT_STARTED)
 FINISHED = (COMPLETED, DIVERGED)  # results are final: a re-launch skips the run
 BAD = (FAILED, REFUSED)           # a launch with one of these exits non-zero
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.harness import signals
+from experiments.harness import dryrun, environment, latest, launchwords, signals
+from experiments.harness import help as _help  # noqa: F401 (registers the --help resolver)
 from experiments.harness.build import build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
@@ -28,7 +30,7 @@ from experiments.harness.recorder import Recorder
 from experiments.harness.rundir import RunDir, RunDirBusy, atomic_write_json, results_key
 from experiments.harness.summary import objective
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
-from experiments.record import BAD, BUSY
+from experiments.record import BAD, BUSY, INTERRUPTED, NOT_STARTED, RUNNING
 from mlp_core.gradcheck import gradcheck
 from mlp_core.train import Trainer
 
@@ -55,6 +57,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, job: JobInfo | Non
     """
     job = job or job_info()
     rd = RunDir(Path(run_dir) if run_dir else Path(HydraConfig.get().runtime.output_dir))
+    if job.launch and job.sweep_dir:  # a launcher's worker process: stop on its signals too
+        signals.install(Launch(job.launch, job.sweep_dir, 0).dir / signals.STOP_FILE)
+    stop = signals.requested()
+    if stop:
+        return _not_started(rd, job, stop)
     try:
         return _train(cfg, rd, job)
     except Exception as e:  # bookkeeping itself failed (disk full, permissions): still data
@@ -108,7 +115,8 @@ def _owned(cfg: DictConfig, rd: RunDir, job: JobInfo, where: str) -> dict[str, A
 
 def _finish(job: JobInfo, rd: RunDir, summary: dict[str, Any], action: str) -> dict[str, Any]:
     record_outcome(job, {"num": job.num, "dir": str(rd.path), "action": action,
-                         "status": summary.get("status"), "error": summary.get("error")})
+                         "status": summary.get("status"), "error": summary.get("error"),
+                         "epochs_completed": summary.get("epochs_completed")})
     return summary
 
 
@@ -128,6 +136,8 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
                  f" ({note})" if note else "")
         try:
             trainer = _trainer(cfg, rec, resume, where, job)
+            if not resume:  # the machine and code this run started on (threads now known)
+                environment.write(rd.path, torch.get_num_threads(), str(cfg.device))
             with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
                           job.launcher == "basic") as bar:
                 for epoch in trainer.run():
@@ -136,14 +146,17 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
                     log.info(epoch_line(row, cfg.epochs, job.label))
                     if bar is not None and row["epoch"] > 0:
                         bar.update(1)
-                    stop = signals.requested()
-                    if stop:  # a clean stop: this epoch's rows and checkpoint are on disk
-                        rec.interrupt(f"stopped by {stop} after epoch {row['epoch']}")
+                    stop = signals.requested()  # this epoch's rows and checkpoint are on disk
+                    if stop and row["epoch"] < cfg.epochs and trainer.status == RUNNING:
+                        rec.interrupt(_stopped(stop, row["epoch"], cfg.epochs))
                         break
             if not rec.interrupted:
                 with rec.timed("eval"):
                     test = trainer.test_metrics()
                 rec.end(trainer.status, test)
+        except KeyboardInterrupt:  # a second signal: stop at once; the checkpoint is the last epoch's
+            epoch = rec.rows[-1]["epoch"] if rec.rows else 0
+            rec.interrupt(_stopped(signals.requested() or "SIGINT", epoch, cfg.epochs))
         except Exception as e:  # failures are data: record, never raise out of a job
             rec.fail(f"{type(e).__name__}: {e}")
             log.error("%sfailed: %s", where, rec.summary["error"])
@@ -170,6 +183,7 @@ def _trainer(cfg: DictConfig, rec: Recorder, resume: bool, where: str, job: JobI
     trainer = b.trainer()
     if resume:
         rec.restore(trainer, results_key(plain(cfg)), cfg.epochs)
+        log.info("%scontinuing from epoch %d of %d", where, trainer.epoch, cfg.epochs)
     elif cfg.gradcheck:
         with rec.timed("gradcheck"):
             err = gradcheck(b.model, *gradcheck_probe(b.data))
@@ -198,6 +212,18 @@ def _draw_curves(cfg: DictConfig, rd: RunDir, status: str, job: JobInfo) -> list
     except Exception as e:
         log.warning("%s: learning curves not drawn: %s: %s", rd.path, type(e).__name__, e)
         return []
+
+
+def _stopped(signal_name: str, epoch: int, epochs: int) -> str:
+    """The interrupted run's note: which signal, and the epoch a resume continues from."""
+    return f"stopped by {signal_name} after epoch {epoch} of {epochs}; resumes from epoch {epoch}"
+
+
+def _not_started(rd: RunDir, job: JobInfo, stop: str) -> dict[str, Any]:
+    """A job that begins after a stop was asked: it leaves nothing behind and trains nothing."""
+    if rd.path.is_dir() and rd.is_fresh_hydra_dir():
+        shutil.rmtree(rd.path)
+    return _finish(job, rd, {"status": NOT_STARTED, "error": f"{stop} came first"}, "stop")
 
 
 def _overrides() -> list[str]:
@@ -238,29 +264,59 @@ def main(cfg: DictConfig) -> float:
 
 def cli() -> int:
     """Check every job of the command line, run them through Hydra, return the exit status."""
-    argv = sys.argv[1:]
     try:
+        words = launchwords.parse(sys.argv[1:])
+        argv = words.argv
+        if words.resume:
+            p = plan(argv, CONF_DIR)
+            if p is not None:
+                default = Path(p.sweep_dir) if p.multirun else dryrun.run_dir(p.configs[0], 0,
+                                                                                False)
+                argv = launchwords.resume_argv(argv, words.resume, p.multirun, default)
         p = plan(argv, CONF_DIR)
-    except PreflightError as e:
+    except (PreflightError, launchwords.LaunchWordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    sys.argv[1:] = argv
     if p is None:  # --help, --cfg job, ...: Hydra shows it, nothing runs
         main()
+        return 0
+    if words.dry_run:
+        print("\n".join(dryrun.lines(p)))
         return 0
     if p.multirun:  # the tally comes from the sweep dir, even if Hydra raises
         launch = Launch.new(p.sweep_dir, p.n_jobs, argv)
         sys.argv[1:] = launch.command_line()
-        return launch.run(main)
+        latest.point(Path(p.sweep_dir))
+        signals.install(launch.dir / signals.STOP_FILE)
+        status = launch.run(main)
+        return signals.exit_status() or status
     outcome: dict[str, Any] = {}
 
     def single(cfg: DictConfig) -> float:
         return _job(cfg, outcome)
 
+    signals.install()
     hydra.main(**HYDRA_MAIN)(single)()
     status = outcome["summary"].get("status") if outcome else None
     print(f"run {status}: {outcome.get('dir', '?')}")
+    if outcome:
+        latest.point(Path(outcome["dir"]))
+    if status == INTERRUPTED:
+        print(f"resume: {_resume_run_command(argv, Path(outcome['dir']))}  "
+              f"# continues from epoch {outcome['summary'].get('epochs_completed')}")
+        return signals.exit_status() or 1
     return 1 if status in BAD or status is None else 0
 
 
+def _resume_run_command(argv: list[str], run_dir: Path) -> str:
+    """The command that continues this single run in place."""
+    user = [a for a in argv if not a.lstrip("+~").startswith("hydra.run.dir=")]
+    return shlex.join(["python", "experiments/run.py", *user, f"hydra.run.dir={run_dir}"])
+
 if __name__ == "__main__":
-    sys.exit(cli())
+    try:
+        sys.exit(cli())
+    except KeyboardInterrupt:  # before any run started (while checking the command line)
+        print("\ninterrupted: nothing started", file=sys.stderr)
+        sys.exit(130)

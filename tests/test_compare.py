@@ -25,7 +25,8 @@ PY = sys.executable
 FACTORS = {"activation": ["relu", "tanh"], "init": ["he", "xavier"]}
 PLOTS = ["curves_val_acc.png", "curves_loss.png", "final_by_factor.png",
          "heatmap_activation__init.png", "signal_propagation.png", "layers_over_epochs.png",
-         "walltime.png", "pre_activation_percentiles.png", "layer_activation_bands.png"]
+         "walltime.png", "parallel_coordinates.png", "pre_activation_percentiles.png",
+         "layer_activation_bands.png"]
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(b)), None)
 

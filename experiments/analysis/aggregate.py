@@ -11,7 +11,7 @@ import pandas as pd
 
 from experiments.analysis import stats
 from experiments.analysis.load import RunSet
-from experiments.record import higher_is_better
+from experiments.record import LABELS, higher_is_better
 
 _PATHLIKE = re.compile(r"(^|[._])(path|dir|file|root|cwd|output|out_dir)s?($|[._])")
 NOT_A_METRIC = ("run_id", "epoch", "step")  # counters: no final_/best_ column
@@ -80,7 +80,7 @@ def detect_factors(rs: RunSet, runs: pd.DataFrame | None = None) -> Factors:
     aliases: dict[str, str] = {}
     codes: dict[str, np.ndarray] = {}
     for key in _priority(rs.config_keys, rs.swept_keys):
-        if key not in runs or key.split(".")[-1].endswith("seed"):
+        if key not in runs or key.split(".")[-1].endswith("seed") or key.split(".")[0] in LABELS:
             continue
         c, uniques = pd.factorize(runs[key], use_na_sentinel=False)
         if len(uniques) < 2:
@@ -115,7 +115,9 @@ def run_table(rs: RunSet, runs: pd.DataFrame, fx: Factors) -> pd.DataFrame:
         if c not in NO_BEST:
             parts[f"best_{c}"] = best[c]
     keys = fx.varying + ([fx.seed] if fx.seed and fx.seed not in fx.varying else [])
-    table = runs[["run_dir", "status", *keys]].join(pd.DataFrame(parts))
+    labels = [c for c in runs.columns if c.split(".")[0] in LABELS and runs[c].notna().any()
+              and runs[c].astype(str).ne("").any()]  # notes, tags, name: shown when given
+    table = runs[["run_dir", "status", *keys, *labels]].join(pd.DataFrame(parts))
     for c in rs.finals.columns:  # test_acc, ...: once, at the end, in summary.json
         table[f"final_{c}"] = rs.finals[c].reindex(runs.index)
     table["epochs"] = last["epoch"].reindex(runs.index).astype("Int64")

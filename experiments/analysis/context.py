@@ -12,7 +12,7 @@ import yaml
 
 from experiments.analysis.load import META_COLUMNS, SUMMARY, SWEEP_MARK
 from experiments.analysis.style import fmt
-from experiments.record import OVERRIDES
+from experiments.record import LABELS, OVERRIDES
 
 FIRST = ("data.name", "optim.name", "optim.lr", "epochs", "batch_size", "depth", "width",
          "activation", "init", "batchnorm", "dropout")  # shown first among the fixed settings
@@ -78,7 +78,8 @@ def context(runs: pd.DataFrame, varying: list[str], all_dirs: list[str] | None =
             ) -> Context:
     """Read the fixed settings from the run table and the rest from each run's record;
     all_dirs (every run found, before --filter) are checked against what each sweep planned."""
-    keys = [c for c in runs.columns if c not in META_COLUMNS and c != "sweep"]
+    keys = [c for c in runs.columns if c not in META_COLUMNS and c != "sweep"
+            and c.split(".")[0] not in LABELS]  # labels have their own line
     fixed = {k: fmt(runs[k].iloc[0]) for k in keys if k not in varying
              and runs[k].nunique(dropna=False) == 1}
     fixed = {k: fixed[k] for k in [*(k for k in FIRST if k in fixed),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from experiments.analysis import paper_figures, plots, style
+from experiments.analysis import paper_figures, parallel, plots, style
 from experiments.analysis.analyse import Analysis
 
 Figure = Callable[[Analysis, style.PlotSpec], "Path | list[Path] | None"]
@@ -22,6 +22,7 @@ FIGURES: list[Figure] = [
     plots.signal_propagation,   # signal_propagation.png
     plots.layers_over_epochs,   # layers_over_epochs.png
     plots.walltime,             # walltime.png
+    parallel.parallel_coordinates,  # parallel_coordinates.png
     paper_figures.percentile_bands,        # pre_activation_percentiles.png (Ioffe Fig. 1)
     paper_figures.layer_activation_bands,  # layer_activation_bands.png (Glorot Fig. 2)
 ]

@@ -17,6 +17,7 @@ from experiments.analysis.verdict import interval, number
 
 if TYPE_CHECKING:
     from experiments.analysis.analyse import Analysis
+from experiments.record import LABELS
 
 MAX_HTML_ROWS = 200
 MAX_RUN_ROWS = 5000
@@ -47,6 +48,8 @@ CAPTIONS = {
     "layer_activation_bands": "Glorot & Bengio (2010) Fig. 2: per hidden layer, the mean "
                               "activation with a ±std band over training, one run per "
                               "configuration, never averaged across levels.",
+    "parallel_coordinates": "One line per run through an axis per varied key and the final "
+                            "metric, colored by the metric: which combinations end where.",
 }
 RULES = ("Outcome rule: a completed run counts with its final value; a run that diverged, or "
          "failed after its first epoch, counts as {worst} (the worst {metric} any run had at "
@@ -104,6 +107,12 @@ def facts(a: Analysis, ctx: Context) -> list[str]:
            "Varied: " + ("; ".join(f"{k} ({', '.join(v)})" for k, v in ctx.varied.items())
                          or "nothing (one configuration)") + ".",
            "Held fixed: " + (", ".join(f"{k}={v}" for k, v in ctx.fixed.items()) or "—") + "."]
+    labels = [c for c in a.table.columns if c.split(".")[0] in LABELS]
+    if labels:  # name, notes and tags given on the command line: shown, never a factor
+        out.append("Labels: " + "; ".join(
+            f"{c} " + ", ".join(f"{v} ({n} run{'s' * (n != 1)})" for v, n in
+                                a.table[c].dropna().astype(str).value_counts().items())
+            for c in labels) + ".")
     if ctx.commits:
         out.append("Code: git " + ", ".join(ctx.commits) + ".")
     out += [f"Command: `{c}`" for c in ctx.commands]

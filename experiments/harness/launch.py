@@ -23,7 +23,7 @@ from typing import Any
 from experiments import record
 from experiments.harness.rundir import atomic_write_json
 
-LAUNCH_DIR = ".launch"  # <sweep dir>/.launch/<launch id>/: launch.json and <job num>.json
+LAUNCH_DIR = record.LAUNCH  # <sweep dir>/.launch/<launch id>/: launch.json and <job num>.json
 CALLBACK = "launch"  # the hydra.callbacks entry whose `id` and `n_jobs` carry the launch
 KNOWN_STATUSES = tuple(s for s in record.STATUSES if s != record.RUNNING)  # a job's outcomes
 
@@ -129,11 +129,20 @@ class Tally:
         done = sum(self.status.get(s, 0) for s in record.FINISHED)
         return not self.launcher_error and not self.missing and done == len(self.outcomes)
 
+    def _continues(self) -> str:
+        """`  # continues run 2 from epoch 5, ...`: where the resume picks each stopped run up."""
+        parts = [f"run {int(o.get('num', 0)) + 1} from epoch {o['epochs_completed']}"
+                 for o in sorted(self.outcomes, key=lambda o: int(o.get("num", 0)))
+                 if o.get("status") == record.INTERRUPTED and o.get("epochs_completed") is not None]
+        return f"  # continues {', '.join(parts)}" if parts else ""
+
     def lines(self) -> list[str]:
         n = len(self.outcomes)
         order = [*KNOWN_STATUSES, *sorted(set(self.status) - set(KNOWN_STATUSES))]
         counts = ", ".join(f"{self.status[s]} {s}" for s in order if self.status.get(s))
-        head = f"sweep finished: {n} run{'s' * (n != 1)}: {counts or 'none'}"
+        stopped = self.status.get(record.INTERRUPTED) or self.status.get(record.NOT_STARTED)
+        head = f"sweep {'stopped' if stopped else 'finished'}: {n} run{'s' * (n != 1)}: " \
+            f"{counts or 'none'}"
         notes = [f"{self.actions.count(a)} {w}" for a, w in
                  (("skip", "skipped (already done)"), ("resume", "resumed")) if a in self.actions]
         out = [head + (f" ({', '.join(notes)})" if notes else "")]
@@ -143,11 +152,11 @@ class Tally:
         if self.launcher_error:
             out.append(f"  {self.launcher_error}")
         for o in sorted(self.outcomes, key=lambda o: int(o.get("num", 0))):
-            if o.get("status") not in record.FINISHED:
+            if o.get("status") not in (*record.FINISHED, record.NOT_STARTED):  # counted above
                 out.append(f"  {o.get('status')}: {Path(str(o.get('dir'))).name}: {o.get('error')}")
         sweep = self.launch.sweep_dir.resolve()
         out.append(f"results: {sweep}")
         if not self.all_done:
-            out.append(f"resume: {self.launch.resume_command()}")
+            out.append(f"resume: {self.launch.resume_command()}{self._continues()}")
         out.append(f"compare: python experiments/compare.py {sweep}")
         return out

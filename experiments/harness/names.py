@@ -39,6 +39,12 @@ def run_name(overrides: Sequence[str], exclude: Sequence[str] = ()) -> str:
     return name
 
 
+def folder_suffix(name: str, preset: str | None = None) -> str:
+    """`_<name>` for a sweep/run folder: `name=` if given, else the preset's, else nothing."""
+    label = safe_part(str(name or preset or "").strip()).replace(" ", "_")
+    return f"_{label}" if label else ""
+
+
 def inside(path: Path, root: Path) -> bool:
     """True if `path` resolves to a strict descendant of `root` (symlinks and `..` followed)."""
     p, r = Path(path).resolve(), Path(root).resolve()

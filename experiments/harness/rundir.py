@@ -25,7 +25,7 @@ from experiments.harness.schema import FREE_KEYS
 # Keys that change nothing in a run's results: a re-launch that differs only in these resumes
 # (or skips) instead of refusing. Thread counts can change float rounding in the last bits.
 # The free annotation keys (notes, tags) are never part of a run's identity.
-IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", *FREE_KEYS)
+IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", "name", *FREE_KEYS)
 
 
 log = logging.getLogger("harness.rundir")
@@ -304,9 +304,10 @@ class RunDir:
             return None
         return cfg if isinstance(cfg, dict) else None
 
-    def decide(self, config: dict[str, Any]) -> Decision:
-        """Compare `config` (plain) with the one this dir's run was started with."""
-        for tmp in self.path.glob(".*.tmp"):  # left by a kill during an atomic write
+    def decide(self, config: dict[str, Any], tidy: bool = True) -> Decision:
+        """Compare `config` (plain) with the one this dir's run was started with; tidy=False
+        (a dry run) leaves every file as it is."""
+        for tmp in self.path.glob(".*.tmp") if tidy else ():  # left by a kill mid atomic write
             tmp.unlink(missing_ok=True)
         old = self.read_config()
         if old is None:

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from experiments.harness.names import run_name
+from experiments.harness.names import folder_suffix, run_name
 from mlp_core.data import (
     DATASETS,
     DEFAULT_N_SAMPLES,
@@ -194,6 +194,8 @@ class Config:
     # checks
     gradcheck: bool = True  # finite-difference check of the backward before training
     gradcheck_tol: float = 1e-4  # the largest relative error it accepts
+    # labels (never part of the run's identity)
+    name: str = ""  # folder label: <date>_<time>_<name>/ (default: the preset's name)
     notes: Any = None  # free annotation (text or +notes.<key>=...): never part of the identity
     tags: Any = None  # free labels (tags=[a,b]): never part of the run's identity
     plot: bool | None = None  # learning-curve PNGs in the run dir; null: single run yes, sweep no
@@ -236,7 +238,8 @@ def register() -> None:
     """Store the schemas as `schema/config`, `schema/data/<kind>`, `schema/optim/<name>`.
 
     They live outside the `data` and `optim` groups, so `data=` lists only real datasets.
-    Also registers the `run_name` resolver that makes hydra.sweep.subdir path-safe.
+    Also registers the `run_name` resolver that makes hydra.sweep.subdir path-safe, and
+    `folder_suffix` that appends `_<name>` (or the preset's name) to the sweep/run folder.
     """
     cs = ConfigStore.instance()
     cs.store(group="schema", name="config", node=Config)
@@ -249,6 +252,7 @@ def register() -> None:
     OmegaConf.register_new_resolver(
         "run_name", lambda overrides, exclude: run_name(overrides, [*exclude, *FREE_KEYS]),
         replace=True)
+    OmegaConf.register_new_resolver("folder_suffix", folder_suffix, replace=True)
 
 
 register()

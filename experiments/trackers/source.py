@@ -143,7 +143,8 @@ def read_run(d: Path) -> RunRecord:
     tags = {"status": status, "run_dir": str(d), "sweep": sweep.name if sweep else "",
             "git": str(versions.get("git", "")), "task": str(summary.get("task") or ""),
             "notes": _text(notes), "tags": _text(user_tags)}
-    artifacts = [p for p in (d / record.SUMMARY, d / record.CONFIG, d / record.LOG)
+    artifacts = [p for p in (d / record.SUMMARY, d / record.CONFIG, d / record.OVERRIDES, d / record.LOG,
+                             d / record.ENV, d / record.GIT_PATCH)
                  if p.is_file()]
     if sweep is not None and (sweep / REPORT).is_file():
         artifacts.append(sweep / REPORT)
