@@ -51,7 +51,7 @@ def test_the_tally_counts_every_status_and_the_jobs_that_never_reported(tmp_path
                             "status": status, "error": f"why {num}" if num > 1 else None})
     tally = launch.tally()
     lines = tally.lines()
-    assert lines[0] == ("sweep finished: 5 runs: 1 completed, 1 diverged, 1 interrupted, "
+    assert lines[0] == ("sweep stopped: 5 runs: 1 completed, 1 diverged, 1 interrupted, "
                         "1 failed, 1 busy (1 skipped (already done), 1 resumed)")
     assert "  1 of 6 job(s) did not report (worker killed or launcher stopped)" in lines
     for num, status in [(2, "interrupted"), (3, "busy"), (4, "failed")]:

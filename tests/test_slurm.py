@@ -316,7 +316,7 @@ def test_a_killed_then_a_cancelled_job_each_leave_a_tally_exit_1_and_resume_bit_
     subprocess.run(["scancel", slurm_job(sweep)], check=True)
     out = finish(proc)
     assert proc.returncode == 1, out
-    assert "sweep finished: 1 run: 1 interrupted (1 resumed)" in out, out
+    assert "sweep stopped: 1 run: 1 interrupted (1 resumed)" in out, out
     s = summary(run)
     assert s["status"] == "interrupted" and killed_at + 2 <= s["epochs_completed"] < 16
     assert "SIGTERM" in s["error"] and (run / "checkpoint.pt").exists()
@@ -351,7 +351,7 @@ def test_time_limit_requeues_from_the_checkpoint_then_ends_interrupted_bit_for_b
         reference.kill()
         reference.wait()
     assert proc.returncode == 1, out
-    assert "sweep finished: 1 run: 1 interrupted (1 resumed)" in out, out
+    assert "sweep stopped: 1 run: 1 interrupted (1 resumed)" in out, out
     run = the_run(tmp_path / "sweep")
     s = summary(run)
     assert s["status"] == "interrupted" and s["resumes"] == 1 and "SIGUSR2" in s["error"]
