@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -94,7 +96,27 @@ def test_a_diverged_run_is_drawn_up_to_its_divergence_and_says_so(tmp_path: Path
     assert meta["points"]["train_loss"] == int(finite.sum())
 
 
-def test_an_interrupted_run_is_drawn_up_to_its_last_epoch(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_run_stopped_by_ctrl_c_is_drawn_up_to_its_last_epoch(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(RUN_PY), "epochs=400", "data.n_samples=2000",
+                             *TINY, f"hydra.run.dir={run}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics, deadline = run / "metrics.csv", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:  # epochs 0..2
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # the first signal: stop cleanly after this epoch
+    proc.wait(timeout=120)
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    rows = pd.read_csv(metrics)
+    assert 3 <= len(rows) < 401
+    assert_curves(run, ["val_acc", "train_acc"], "curves_val_acc.png")
+    assert drawn(run / "curves_loss.png")["status"] == "interrupted"
+
+
+def test_draw_run_draws_an_interrupted_run_up_to_its_last_epoch(tmp_path: Path) -> None:
     run = make_fake_sweep(tmp_path / "s", 1, 8, factors={"depth": [2]}, p_diverged=0,
                           p_failed=0).iterdir()
     run_dir = next(d for d in run if (d / "metrics.csv").exists())
