@@ -599,6 +599,8 @@ def test_another_comparison_in_the_out_dir_is_refused_and_stale_figures_go(
     assert len(manifest["runs"]) == 4
     left = sorted(p.name for p in out.glob("*.png"))
     assert left == sorted(p for p in PLOTS if not p.startswith("heatmap_"))  # no stale figure
+    rc, _, err = run_compare(sweep, "--out", out)  # the relu runs and more: a grown sweep
+    assert rc == 0, err
 
 
 def test_holm_paired_t_and_bootstrap_against_references() -> None:

@@ -31,7 +31,8 @@ def default_out(paths: list[Path], query: str | None = None) -> Path:
 
 def prepare(out: Path, run_dirs: list[str], force: bool = False) -> None:
     """Make out ready for a comparison of run_dirs: refuse (OutDirTaken) if it holds one of a
-    different set of runs, unless force; then remove every file the previous one wrote."""
+    different set of runs (not a subset of these: a sweep that has grown is the same
+    comparison), unless force; then remove every file the previous one wrote."""
     manifest = out / MANIFEST
     old: dict = {}
     if manifest.exists():
@@ -39,7 +40,8 @@ def prepare(out: Path, run_dirs: list[str], force: bool = False) -> None:
             old = json.loads(manifest.read_text())
         except (OSError, ValueError):
             old = {}
-        if sorted(old.get("runs", [])) != sorted(run_dirs) and not force:
+        grown = set(old.get("runs", [])) <= set(run_dirs)  # the same sweep, more runs since
+        if not grown and not force:
             raise OutDirTaken(
                 f"{out} holds a comparison of another set of runs ({len(old.get('runs', []))} "
                 f"runs, not these {len(run_dirs)}); pass --force to replace it or --out DIR")
