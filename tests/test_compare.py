@@ -45,9 +45,9 @@ def run_compare(*args: str | Path) -> tuple[int, str, str]:
 def raw_finals(sweep: Path, metric: str = "val_acc") -> pd.DataFrame:
     """The oracle: each run's config and final metric read with plain pandas + yaml."""
     rows = []
-    for m in sorted(sweep.rglob("metrics.csv")):
+    for m in sorted(sweep.rglob(record.METRICS)):
         cfg = yaml.safe_load((m.parent / record.CONFIG).read_text())
-        summary = json.loads((m.parent / "summary.json").read_text())
+        summary = json.loads((m.parent / record.SUMMARY).read_text())
         df = pd.read_csv(m)
         rows.append({"run_dir": str(m.parent), "activation": cfg["activation"],
                      "init": cfg["init"], "seed": cfg["seed"], "status": summary["status"],
@@ -221,8 +221,8 @@ def test_layers_over_epochs_are_seed_means_of_hidden_layers_of_completed_runs(tm
     rs = load_runs([sweep])
     got = agg.layer_curves(rs, rs.runs, ["activation"]).set_index(["activation", "layer", "epoch"])
     rows = []
-    for m in sorted(sweep.rglob("layers.csv")):
-        if json.loads((m.parent / "summary.json").read_text())["status"] != "completed":
+    for m in sorted(sweep.rglob(record.LAYERS)):
+        if json.loads((m.parent / record.SUMMARY).read_text())["status"] != "completed":
             continue
         cfg = yaml.safe_load((m.parent / record.CONFIG).read_text())
         rows.append(pd.read_csv(m).assign(activation=cfg["activation"]))
@@ -334,13 +334,13 @@ def test_mixed_statuses_are_listed_and_diverged_runs_count_at_the_worst_value(
 
 def test_truncated_or_corrupt_csvs_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> None:
     sweep = make_fake_sweep(tmp_path / "s", 8, 6, factors=FACTORS, p_diverged=0, p_failed=0)
-    bad = sweep / "3" / "metrics.csv"
+    bad = sweep / "3" / record.METRICS
     bad.write_bytes(bad.read_bytes()[:-7])  # cut inside the last row
-    garbled = sweep / "4" / "metrics.csv"
+    garbled = sweep / "4" / record.METRICS
     garbled.write_text(garbled.read_text().replace("0.1,", "0.1x,", 1))
-    lay = sweep / "5" / "layers.csv"
+    lay = sweep / "5" / record.LAYERS
     lay.write_bytes(lay.read_bytes()[:-3])
-    summ = sweep / "6" / "summary.json"
+    summ = sweep / "6" / record.SUMMARY
     summ.write_text('{"status": "comp')
     rc, _, err = run_compare(sweep)
     assert rc == 0, err
@@ -540,7 +540,7 @@ def test_a_run_that_failed_before_epoch_1_and_a_running_run_are_in_runs_csv(
         {"levels": {"init": "he"}, "seed": 1, "status": "failed_at_start"},
         {"levels": {"init": "xavier"}, "seed": 0, "final": 0.8},
         {"levels": {"init": "xavier"}, "seed": 1, "status": "running", "final": 0.5, "stop": 2}])
-    assert not (sweep / "1" / "metrics.csv").exists()
+    assert not (sweep / "1" / record.METRICS).exists()
     rc, _, err = run_compare(sweep)
     assert rc == 0, err
     runs = pd.read_csv(sweep / "compare" / "runs.csv").set_index("run_dir")
@@ -577,7 +577,7 @@ def test_booleans_filter_as_typed_and_a_constant_by_is_an_error(fake, tmp_path: 
 def test_an_empty_layers_csv_is_not_a_warning(tmp_path: Path) -> None:
     sweep = make_fake_sweep(tmp_path / "s", 4, 3, factors={"init": ["he", "xavier"]},
                             p_diverged=0, p_failed=0)
-    lay = sweep / "0" / "layers.csv"
+    lay = sweep / "0" / record.LAYERS
     lay.write_text(lay.read_text().splitlines()[0] + "\n")  # log_layers=false: header only
     rs = load_runs([sweep])
     assert not rs.warnings
@@ -633,7 +633,7 @@ def test_report_run_table_sorts_filters_and_links_in_headless_chromium(fake, tmp
     assert res["all"] == 8 and res["count"] == "8 of 8 runs"
     targets = sorted(Path(unquote(urlparse(u).path)) for u in res["links"])
     assert targets == sorted((sweep / str(i)).resolve() for i in range(8))
-    assert all(t.is_dir() and (t / "summary.json").exists() for t in targets)
+    assert all(t.is_dir() and (t / record.SUMMARY).exists() for t in targets)
 
 
 def test_jobs_an_interrupted_sweep_never_started_are_reported(tmp_path: Path) -> None:

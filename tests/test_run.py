@@ -65,7 +65,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
+    return json.loads((run_dir / record.SUMMARY).read_text())
 
 
 def mtimes(run_dir: Path) -> dict[str, int]:
@@ -127,10 +127,10 @@ def test_a_run_writes_metrics_layers_summary_log_and_checkpoint(make_cfg, tmp_pa
     run_dir = tmp_path / "run"
     result = train(make_cfg(*TINY), run_dir)
     assert result["status"] == "completed"
-    rows = read_rows(run_dir / "metrics.csv")
+    rows = read_rows(run_dir / record.METRICS)
     assert list(rows[0]) == metric_columns("classification")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    layers = read_rows(run_dir / "layers.csv")
+    layers = read_rows(run_dir / record.LAYERS)
     assert list(layers[0]) == LAYER_COLUMNS and {int(r["epoch"]) for r in layers} == {0, 1, 2}
     s = summary(run_dir)
     for key in ("status", "task", "dataset", "final", "best", "test", "epochs_completed",
@@ -143,8 +143,8 @@ def test_a_run_writes_metrics_layers_summary_log_and_checkpoint(make_cfg, tmp_pa
     assert s["epochs_completed"] == 2 and s["final"]["epoch"] == 2
     assert 0 <= s["best"]["best_val_acc"] <= 1 and "test_acc" in s["test"]
     assert s["gradcheck_max_rel_err"] < 1e-5
-    assert "epoch 2/2" in (run_dir / "run.log").read_text()
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert "epoch 2/2" in (run_dir / record.LOG).read_text()
+    state = torch.load(run_dir / record.CHECKPOINT, weights_only=True)
     assert state["epoch"] == 2
 
 
@@ -154,12 +154,12 @@ def test_canonical_mnist1d_without_val_trains_on_all_4000_and_writes_no_val_colu
     result = train(make_cfg("data=mnist1d", "data.val_frac=0", "epochs=1", "width=8",
                             "batch_size=1000"), run_dir)
     assert result["status"] == "completed"
-    rows = read_rows(run_dir / "metrics.csv")
+    rows = read_rows(run_dir / record.METRICS)
     assert list(rows[0]) == metric_columns("classification", val=False)
     assert int(rows[1]["step"]) == 4  # 4000 training samples, batches of 1000
     s = summary(run_dir)
     assert s["best"]["best_val_acc"] is None and 0 <= s["test"]["test_acc"] <= 1
-    assert "val_" not in (run_dir / "run.log").read_text()
+    assert "val_" not in (run_dir / record.LOG).read_text()
 
 
 def test_a_relaunch_of_a_finished_run_trains_nothing_and_touches_nothing(make_cfg,
@@ -175,11 +175,11 @@ def test_a_relaunch_of_a_finished_run_trains_nothing_and_touches_nothing(make_cf
 def test_a_run_dir_holding_another_config_is_refused_and_left_alone(make_cfg, tmp_path) -> None:
     run_dir = tmp_path / "run"
     train(make_cfg(*TINY), run_dir)
-    before = {n: (run_dir / n).read_bytes() for n in ("metrics.csv", "summary.json")}
+    before = {n: (run_dir / n).read_bytes() for n in (record.METRICS, record.SUMMARY)}
     result = train(make_cfg(*TINY, "optim.lr=0.5"), run_dir)
     assert result["status"] == "refused" and "optim.lr: 0.01 -> 0.5" in result["error"]
     assert {n: (run_dir / n).read_bytes() for n in before} == before
-    assert "refused" in (run_dir / "run.log").read_text()
+    assert "refused" in (run_dir / record.LOG).read_text()
 
 
 def test_a_run_dir_with_results_but_no_config_record_is_refused(make_cfg, tmp_path) -> None:
@@ -225,11 +225,11 @@ def test_a_four_run_sweep_writes_four_runs_and_a_rerun_trains_nothing(tmp_path: 
     res = cli(*args, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "[run 4 of 4]" in res.stdout and "sweep finished: 4 runs: 4 completed" in res.stdout
-    runs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/metrics.csv"))
+    runs = sorted(p.parent for p in (tmp_path / "sweep").glob(f"*/{record.METRICS}"))
     assert len(runs) == 4 and runs[0].name.startswith("0_activation=relu")
     for run in runs:
-        assert [int(r["epoch"]) for r in read_rows(run / "metrics.csv")] == [0, 1, 2]
-        assert read_rows(run / "layers.csv") and summary(run)["status"] == "completed"
+        assert [int(r["epoch"]) for r in read_rows(run / record.METRICS)] == [0, 1, 2]
+        assert read_rows(run / record.LAYERS) and summary(run)["status"] == "completed"
         overrides = yaml.safe_load((run / record.OVERRIDES).read_text())
         assert "activation=relu" in overrides or "activation=tanh" in overrides
         assert sorted(p.name for p in (run / ".hydra").iterdir()) == [
@@ -272,7 +272,7 @@ def test_a_run_killed_mid_training_resumes_to_the_same_metrics(tmp_path: Path) -
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(RUN_PY), *args, f"hydra.run.dir={killed}"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics, deadline = killed / "metrics.csv", time.monotonic() + 120
+    metrics, deadline = killed / record.METRICS, time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 6:  # epochs 0..4
             break
@@ -286,9 +286,9 @@ def test_a_run_killed_mid_training_resumes_to_the_same_metrics(tmp_path: Path) -
     assert cli(*args, f"hydra.run.dir={straight}", cwd=tmp_path).returncode == 0
     a, b = summary(killed), summary(straight)
     assert a["status"] == b["status"] == "completed" and a["resumes"] == 1
-    assert without_timing(read_rows(killed / "metrics.csv")) == \
-        without_timing(read_rows(straight / "metrics.csv"))
-    assert read_rows(killed / "layers.csv") == read_rows(straight / "layers.csv")
+    assert without_timing(read_rows(killed / record.METRICS)) == \
+        without_timing(read_rows(straight / record.METRICS))
+    assert read_rows(killed / record.LAYERS) == read_rows(straight / record.LAYERS)
     assert a["test"] == b["test"] and a["best"] == b["best"]
 
 
@@ -302,7 +302,7 @@ def test_parallel_launchers_complete_a_two_run_sweep(launcher: list[str], tmp_pa
               "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sweep finished: 2 runs: 2 completed" in res.stdout
-    runs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/summary.json"))
+    runs = sorted(p.parent for p in (tmp_path / "sweep").glob(f"*/{record.SUMMARY}"))
     assert [summary(r)["status"] for r in runs] == ["completed", "completed"]
     if "joblib" in launcher[0]:
         assert all(summary(r)["threads"] == max(1, len(os.sched_getaffinity(0)) // 2) for r in runs)
@@ -315,6 +315,6 @@ def test_the_optuna_preset_runs_trials_and_reports_the_best(tmp_path: Path) -> N
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sweep finished: 3 runs: 3 completed" in res.stdout
     best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
-    runs = [summary(p.parent) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    runs = [summary(p.parent) for p in (tmp_path / "sweep").glob(f"*/{record.SUMMARY}")]
     assert len(runs) == 3
     assert f"best_value: {max(r['best']['best_val_acc'] for r in runs)}" in best

@@ -15,6 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from experiments import record
 from experiments.analysis.run_curves import draw_run
 from experiments.benchmarks.fake_sweep import make_fake_sweep
 from experiments.paths import COMPARE_PY, RUN_PY
@@ -42,7 +43,7 @@ def compose_cfg(*overrides: str):
 
 def assert_curves(run: Path, metric_cols: list[str], metric_png: str) -> None:
     """Both PNGs are real plots with one point per logged epoch of every column drawn."""
-    rows = pd.read_csv(run / "metrics.csv")
+    rows = pd.read_csv(run / record.METRICS)
     for png, cols in [("curves_loss.png", ["val_loss", "train_loss"]), (metric_png, metric_cols)]:
         path = run / png
         assert path.stat().st_size > MIN_BYTES, png
@@ -60,7 +61,7 @@ def test_a_single_run_draws_its_loss_and_metric_curves(tmp_path: Path, data: str
     run = tmp_path / "run"
     r = cli(f"data={data}", f"epochs={epochs}", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert len(pd.read_csv(run / "metrics.csv")) == epochs + 1  # epoch 0 = at init
+    assert len(pd.read_csv(run / record.METRICS)) == epochs + 1  # epoch 0 = at init
     assert_curves(run, cols, metric_png)
     final = [ln for ln in r.stderr.splitlines() + r.stdout.splitlines() if "completed after" in ln]
     assert final and "curves_loss.png" in final[-1] and metric_png in final[-1]
@@ -72,7 +73,7 @@ def test_a_sweep_draws_curves_only_for_runs_with_plot_true(tmp_path: Path) -> No
     r = cli("-m", "plot=null,true,false", "epochs=2", *TINY, f"hydra.sweep.dir={sweep}",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    runs = {d.name.split("_")[0]: d for d in sweep.iterdir() if (d / "metrics.csv").exists()}
+    runs = {d.name.split("_")[0]: d for d in sweep.iterdir() if (d / record.METRICS).exists()}
     assert sorted(runs) == ["0", "1", "2"]
     assert not list(runs["0"].glob("*.png")) and not list(runs["2"].glob("*.png"))
     assert_curves(runs["1"], ["val_acc", "train_acc"], "curves_val_acc.png")
@@ -88,7 +89,7 @@ def test_a_diverged_run_is_drawn_up_to_its_divergence_and_says_so(tmp_path: Path
     run = tmp_path / "run"
     summary = train(compose_cfg("epochs=6", "optim=sgd", "optim.lr=1e4", "depth=3", *TINY), run)
     assert summary["status"] == "diverged"
-    rows = pd.read_csv(run / "metrics.csv")
+    rows = pd.read_csv(run / record.METRICS)
     assert len(rows) < 7
     meta = drawn(run / "curves_loss.png")
     assert meta["status"] == "diverged" and meta["diverged_at"] == int(rows["epoch"].iloc[-1])
@@ -119,9 +120,9 @@ def test_a_run_stopped_by_ctrl_c_is_drawn_up_to_its_last_epoch(tmp_path: Path) -
 def test_draw_run_draws_an_interrupted_run_up_to_its_last_epoch(tmp_path: Path) -> None:
     run = make_fake_sweep(tmp_path / "s", 1, 8, factors={"depth": [2]}, p_diverged=0,
                           p_failed=0).iterdir()
-    run_dir = next(d for d in run if (d / "metrics.csv").exists())
-    rows = pd.read_csv(run_dir / "metrics.csv").head(4)  # stopped after epoch 3
-    rows.to_csv(run_dir / "metrics.csv", index=False)
+    run_dir = next(d for d in run if (d / record.METRICS).exists())
+    rows = pd.read_csv(run_dir / record.METRICS).head(4)  # stopped after epoch 3
+    rows.to_csv(run_dir / record.METRICS, index=False)
     pngs = draw_run(run_dir, "interrupted", "a run", epochs=8)
     assert [p.name for p in pngs] == ["curves_loss.png", "curves_val_acc.png"]
     meta = drawn(pngs[1])
@@ -131,9 +132,9 @@ def test_draw_run_draws_an_interrupted_run_up_to_its_last_epoch(tmp_path: Path) 
 def test_draw_run_without_a_val_split_draws_the_train_columns(tmp_path: Path) -> None:
     sweep = make_fake_sweep(tmp_path / "s", 1, 8, factors={"depth": [2]}, p_diverged=0,
                             p_failed=0)
-    run_dir = next(d.parent for d in sweep.rglob("metrics.csv"))
-    rows = pd.read_csv(run_dir / "metrics.csv")
-    rows.drop(columns=[c for c in rows if c.startswith("val_")]).to_csv(run_dir / "metrics.csv",
+    run_dir = next(d.parent for d in sweep.rglob(record.METRICS))
+    rows = pd.read_csv(run_dir / record.METRICS)
+    rows.drop(columns=[c for c in rows if c.startswith("val_")]).to_csv(run_dir / record.METRICS,
                                                                         index=False)
     pngs = draw_run(run_dir, "completed", "a run without val", epochs=8)
     assert [p.name for p in pngs] == ["curves_loss.png", "curves_val_acc.png"]

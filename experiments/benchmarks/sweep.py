@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from experiments import record
 from experiments.paths import REPO, RUN_PY
 
 # 8 runs (2 activations x 4 seeds) of ~13 s each at 400 epochs, one torch thread per run in both
@@ -35,7 +36,7 @@ def run_sweep(sweep_dir: Path, epochs: int, n_jobs: int = 1, timeout: float = 90
     total = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"sweep failed ({res.returncode}): {res.stderr.strip()[-800:]}")
-    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{record.SUMMARY}"))]
     walls = [float(s["wall_time_s"]) for s in summaries]
     n = len(summaries)
     return {
