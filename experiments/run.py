@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from experiments.harness import dryrun, environment, latest, launchwords, signals
 from experiments.harness import help as _help  # noqa: F401 (registers the --help resolver)
-from experiments.harness.build import build, gradcheck_probe, plain
+from experiments.harness.build import GRADCHECK_ENTRIES, build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
@@ -186,7 +186,7 @@ def _trainer(cfg: DictConfig, rec: Recorder, resume: bool, where: str, job: JobI
         log.info("%scontinuing from epoch %d of %d", where, trainer.epoch, cfg.epochs)
     elif cfg.gradcheck:
         with rec.timed("gradcheck"):
-            err = gradcheck(b.model, *gradcheck_probe(b.data))
+            err = gradcheck(b.model, *gradcheck_probe(b.data), n_checks=GRADCHECK_ENTRIES)
         rec.note(gradcheck_max_rel_err=err)
         log.info("%sgradient check: max relative error %.2e (tol %.0e)", where, err,
                  cfg.gradcheck_tol)

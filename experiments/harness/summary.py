@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import subprocess
@@ -12,7 +13,8 @@ from experiments import record
 from experiments.paths import REPO
 
 
-def versions() -> dict[str, str]:
+@functools.cache  # once per process: the code and libraries of a sweep's process do not change
+def _versions() -> dict[str, str]:
     """Versions of Python, the libraries, and the git commit of the code that ran."""
     out = {"python": platform.python_version()}
     for dist in ("mlp-core", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf"):
@@ -29,6 +31,11 @@ def versions() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         out["git"] = "unknown"
     return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the libraries, and the git commit of the code that ran (a copy)."""
+    return dict(_versions())
 
 
 def scalar(v: Any) -> Any:
