@@ -141,8 +141,8 @@ def _execute(cfg: DictConfig, rd: RunDir, config: dict[str, Any], job: JobInfo, 
             with progress(cfg.epochs, trainer.epoch, job.label or rd.path.name,
                           job.launcher == "basic") as bar:
                 for epoch in trainer.run():
-                    row = rec.epoch(epoch, {**trainer.state_dict(),
-                                            "run_config": results_key(config)})
+                    row = rec.epoch(epoch, lambda: {**trainer.state_dict(),
+                                                    "run_config": results_key(config)})
                     log.info(epoch_line(row, cfg.epochs, job.label))
                     if bar is not None and row["epoch"] > 0:
                         bar.update(1)

@@ -183,7 +183,7 @@ class Trainer:
                 or loss > limit:
             rec.status = self.status = "diverged"
         elif self.epoch >= self.cfg.epochs:
-            self.status = "completed"
+            rec.status = self.status = "completed"
         return rec
 
     @torch.inference_mode()

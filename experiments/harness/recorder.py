@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,7 +13,9 @@ import torch
 from experiments import record
 from experiments.harness.phases import Phases
 from experiments.harness.rundir import (
+    SAVE_EVERY_S,
     CsvLog,
+    DiskFull,
     RunDir,
     atomic_torch_save,
     atomic_write_json,
@@ -36,6 +40,8 @@ class Recorder:
         self._logs: list[CsvLog] = []
         self._t0, self._wall_before = time.perf_counter(), wall_before
         self.phases = Phases()  # where this launch's wall time goes: summary["phases_s"]
+        self._saved_at, self._unsaved = -math.inf, False  # the last checkpoint's time; newer rows
+        self._state: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def begin(cls, rd: RunDir, config: dict[str, Any], overrides: list[str], *, resume: bool
@@ -92,28 +98,40 @@ class Recorder:
         self._logs = [CsvLog(self.rd.metrics, metric_columns),
                       CsvLog(self.rd.layers, record.LAYER_COLUMNS)]
 
-    def epoch(self, rec: EpochRecord, state: dict[str, Any]) -> dict[str, Any]:
-        """Log one epoch: its CSV rows, the checkpoint `state`, the summary. Returns the row."""
+    def epoch(self, rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Log one epoch: its CSV rows, and the checkpoint `state()` with the summary after the
+        first epoch, then every SAVE_EVERY_S and at the end (they were written every epoch:
+        a resume replays the epochs since the checkpoint). Returns the row."""
         t_write = time.perf_counter()
         for name, seconds in rec.timing.items():  # the trainer's own phases: train, eval, layers
             self.phases.add(name.removesuffix("_s"), seconds)
         metrics = {k: scalar(v) for k, v in rec.metrics.items()}
         self._logs[0].write([metrics])
         self._logs[1].write([{k: scalar(v) for k, v in r.items()} for r in rec.layers])
-        atomic_torch_save(self.rd.checkpoint, state)
         self.rows.append(metrics)
         self.summary.update(epochs_completed=metrics["epoch"], final=metrics,
                             wall_time_s=self._wall(), phases_s=self.phases.as_dict())
-        self._write()
+        self._state, self._unsaved = state, True
+        if t_write - self._saved_at >= SAVE_EVERY_S or rec.status != record.RUNNING:
+            self._checkpoint(t_write)
         self.phases.add("writes", time.perf_counter() - t_write)
         return metrics
+
+    def _checkpoint(self, now: float) -> None:
+        """The latest epoch's state to checkpoint.pt, then the summary that matches it."""
+        if self._state is not None and self._unsaved:
+            atomic_torch_save(self.rd.checkpoint, self._state())
+            self._write()
+            self._saved_at, self._unsaved = now, False
 
     def end(self, status: str, test: dict[str, Any]) -> None:
         """The trainer's final status and the test-split metrics."""
         self.summary.update(status=status, test={k: scalar(v) for k, v in test.items()})
 
     def interrupt(self, reason: str) -> None:
-        """Stopped on request (a signal) after the epoch just logged: resumable."""
+        """Stopped on request (a signal) after the epoch just logged: resumable from it."""
+        with self.timed("writes"):
+            self._checkpoint(time.perf_counter())
         self.summary.update(status=record.INTERRUPTED, error=reason)
 
     @property
@@ -126,19 +144,22 @@ class Recorder:
     def close(self) -> dict[str, Any]:
         """Close the logs; write the summary with best/final metrics over every row."""
         for f in self._logs:
-            f.close()
+            try:
+                f.close()
+            except DiskFull as e:  # its last rows could not be synced: the run failed
+                self.fail(str(e))
         self._logs = []
         rows = self.rows
         self.summary.update(best=best_metrics(rows, self.summary["task"]),
                             final=rows[-1] if rows else {},
                             epochs_completed=rows[-1]["epoch"] if rows else 0,
                             wall_time_s=self._wall(), phases_s=self.phases.as_dict())
-        self._write()
+        self._write(durable=True)
         return self.summary
 
     def _wall(self) -> float:
         return self._wall_before + time.perf_counter() - self._t0
 
-    def _write(self) -> None:
+    def _write(self, durable: bool = False) -> None:
         # in place on a full disk: the failure record must land where no new block can be had
-        atomic_write_json(self.rd.summary, self.summary, in_place_if_full=True)
+        atomic_write_json(self.rd.summary, self.summary, in_place_if_full=True, durable=durable)

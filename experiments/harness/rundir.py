@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ from experiments.harness.schema import FREE_KEYS
 # (or skips) instead of refusing. Thread counts can change float rounding in the last bits.
 # The free annotation keys (notes, tags) are never part of a run's identity.
 IGNORED_KEYS = ("threads", "gradcheck", "gradcheck_tol", "plot", "name", *FREE_KEYS)
+# A running run saves its checkpoint and summary.json after its first epoch, then when this
+# many seconds have passed since the last save, and at its end; metrics.csv and layers.csv get
+# every epoch's rows (flushed; fsynced at this cadence too). A resume truncates the CSVs to the
+# checkpoint's epoch and replays the rest, bit for bit (RNG and optimizer states are in it).
+SAVE_EVERY_S = 2.0
 
 
 log = logging.getLogger("harness.rundir")
@@ -51,17 +57,21 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never a torn one.
 
+    The rename alone survives a killed process; `durable` also fsyncs the data first, which
+    only an OS crash or power loss needs (an fsync costs milliseconds on a busy disk: the
+    harness asks for it once per run, at its end, not every epoch).
     Out of space: raises DiskFull naming `path` (the temp file removed, the old file intact).
     """
     tmp = _tmp_path(path)
     try:
         with tmp.open("wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
@@ -93,12 +103,14 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def atomic_write_json(path: Path, obj: Any, in_place_if_full: bool = False) -> None:
-    """JSON written atomically; `in_place_if_full`: on a full disk, overwrite the old file
-    in place instead (a failure record must land even when no new block can be had)."""
+def atomic_write_json(path: Path, obj: Any, in_place_if_full: bool = False,
+                      durable: bool = False) -> None:
+    """JSON written atomically (`durable`: fsynced); `in_place_if_full`: on a full disk,
+    overwrite the old file in place instead (a failure record must land even when no new block
+    can be had)."""
     text = (json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n").encode()
     try:
-        atomic_write_bytes(path, text)
+        atomic_write_bytes(path, text, durable)
     except DiskFull:
         if not in_place_if_full:
             raise
@@ -114,7 +126,8 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 
 
 class CsvLog:
-    """Append rows to a CSV with a fixed header, flushed to disk after every `write`."""
+    """Append rows to a CSV with a fixed header, flushed to the OS after every `write` (a killed
+    process loses nothing), fsynced at most every SAVE_EVERY_S and on `close`."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns = path, columns
@@ -124,14 +137,18 @@ class CsvLog:
         if new:
             self.writer.writeheader()
             self.file.flush()
+        self._synced_at = -math.inf
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        """Append `rows` durably; on a full disk, cut back to the rows before and raise DiskFull."""
+        """Append `rows`; on a full disk, cut back to the rows before and raise DiskFull."""
         start = self.file.tell()
         try:
             self.writer.writerows(rows)
             self.file.flush()
-            os.fsync(self.file.fileno())
+            now = time.perf_counter()
+            if now - self._synced_at >= SAVE_EVERY_S:  # was every write: ~8 ms on a busy disk
+                os.fsync(self.file.fileno())
+                self._synced_at = now
         except OSError as e:
             if not _no_space(e):
                 raise
@@ -149,7 +166,17 @@ class CsvLog:
         self.writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="raise")
 
     def close(self) -> None:
-        self.file.close()
+        """Sync what the last writes left in the OS, then close; a full disk raises DiskFull."""
+        try:
+            if not self.file.closed:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+        except OSError as e:
+            if not _no_space(e):
+                raise
+            raise DiskFull(self.path) from e
+        finally:
+            self.file.close()
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
