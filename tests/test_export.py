@@ -207,3 +207,39 @@ def test_core_and_harness_do_not_import_the_trackers() -> None:
                        timeout=120, env={**os.environ})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_live_logger_sends_each_epoch_as_it_is_written(sweep: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from experiments.harness import hooks
+    from experiments.trackers.live import LiveLogger
+
+    d = sorted(p.parent for p in sweep.glob("*/metrics.csv"))[0]
+    rows = [{k: float(v) if k != "epoch" else int(v) for k, v in r.items()}
+            for r in _rows(d / "metrics.csv")]
+    logger = LiveLogger("tensorboard", logdir=str(tmp_path / "tb"))
+    logger.on_job_start(config=None)
+    try:
+        for n, row in enumerate(rows[:2], 1):
+            hooks.call_epoch_hooks(d, row)
+            acc = EventAccumulator(str(tmp_path / "tb" / sweep.name / d.name))
+            acc.Reload()
+            assert [e.step for e in acc.Scalars("metrics/val_loss")] == list(range(n))
+    finally:
+        hooks.EPOCH_HOOKS.remove(logger._hook)
+
+
+def test_plus_logger_mlflow_logs_a_run_while_it_trains(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, str(RUN_PY), "epochs=2", "width=8", "data.n_samples=200",
+                        "threads=1", "+logger=mlflow"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    client = mlflow.tracking.MlflowClient(
+        tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("runs")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the live run was replaced
+    hist = client.get_metric_history(runs[0].info.run_id, "val_acc")
+    assert sorted(m.step for m in hist) == [0, 1, 2]
+    assert runs[0].data.params["width"] == "8"

@@ -124,6 +124,8 @@ def project_help(_root_: DictConfig) -> str:
         "  notes=\"...\" tags=[a,b] free annotations shown by compare.py, never part of the identity",
         "  Ctrl-C or SIGTERM     stop after the current epoch: runs marked interrupted, and the",
         "                        exact command that resumes them printed",
+        "  +logger=mlflow        log each epoch to MLflow as it is written (+logger=tensorboard:",
+        "                        TensorBoard); needs the [trackers] extra",
         "  --cfg job             print the composed config;  --hydra-help: Hydra's own flags",
         "",
         "keys (value with this command line; what it takes)",

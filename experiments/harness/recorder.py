@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from experiments import record
+from experiments.harness.hooks import call_epoch_hooks
 from experiments.harness.phases import Phases
 from experiments.harness.rundir import (
     SAVE_EVERY_S,
@@ -115,6 +116,7 @@ class Recorder:
         if t_write - self._saved_at >= SAVE_EVERY_S or rec.status != record.RUNNING:
             self._checkpoint(t_write)
         self.phases.add("writes", time.perf_counter() - t_write)
+        call_epoch_hooks(self.rd.path, metrics)  # +logger=...: live tracking (none by default)
         return metrics
 
     def _checkpoint(self, now: float) -> None:
