@@ -4,9 +4,9 @@ Classification: activation x init x seed on digits, six hidden layers with SGD: 
 sigmoid does not, which the report shows and explains (signal propagation, saturation per layer).
 Regression: ReLU vs sigmoid on sine (4 hidden layers, Adam, 3 seeds), ranked by val_mse (lower
 is better): ReLU 0.042, sigmoid 0.148, a paired-test win.
-Measured 2026-11-30 on 2 cores shared with other jobs (load average 12-18, so wall time is
-inflated): the whole demo took 15 min 51 s wall and 3 min 16 s CPU; the regression study alone
-2 min 35 s wall and 24 s CPU. On idle cores expect about the CPU time.
+Measured 2026-11-30 17:07 on 2 cores shared with other jobs (load average 4-5): the whole demo
+1 min 39 s wall, 45 s CPU (earlier, at a load of 12-18: 15 min 51 s wall); on idle cores expect
+about the CPU time.
 """
 
 from __future__ import annotations
