@@ -137,7 +137,7 @@ def test_draw_run_without_a_val_split_draws_the_train_columns(tmp_path: Path) ->
     rows.drop(columns=[c for c in rows if c.startswith("val_")]).to_csv(run_dir / record.METRICS,
                                                                         index=False)
     pngs = draw_run(run_dir, "completed", "a run without val", epochs=8)
-    assert [p.name for p in pngs] == ["curves_loss.png", "curves_val_acc.png"]
+    assert [p.name for p in pngs] == ["curves_loss.png", "curves_train_acc.png"]
     assert drawn(pngs[0])["points"] == {"train_loss": 9}
     assert drawn(pngs[1])["points"] == {"train_acc": 9}
 

@@ -65,7 +65,8 @@ def _figure(metrics: pd.DataFrame, panels: list[tuple[str, list[str]]], title: s
 
 def draw_run(run_dir: str | Path, status: str, label: str, epochs: int | None = None,
              metrics_file: str = METRICS) -> list[Path]:
-    """Draw curves_loss.png and curves_<metric>.png from run_dir's metrics.csv.
+    """Draw curves_loss.png and curves_<metric>.png from run_dir's metrics.csv (<metric> is the
+    task's primary metric, or its train twin when the run has no val split).
 
     `status` is how the run ended, `label` what it was (the title's first line), `epochs` how
     many it was asked for. A diverged run is drawn up to its last finite value with the
@@ -74,12 +75,14 @@ def draw_run(run_dir: str | Path, status: str, label: str, epochs: int | None = 
     written (none when metrics.csv has no row).
     """
     run_dir = Path(run_dir)
-    metrics = pd.read_csv(run_dir / record.METRICS)
+    metrics = pd.read_csv(run_dir / metrics_file)
     if metrics.empty:
         return []
     last = int(metrics["epoch"].iloc[-1])
     task = "classification" if "train_acc" in metrics else "regression"
     metric, panels = record.primary_metric(task), PANELS[task]
+    if metric not in metrics:  # no val split (val_frac=0): the figure shows, and is named by, train
+        metric = metric.replace("val_", "train_", 1)
     note = _status_note(status, last, epochs)
     diverged_at = last if status == "diverged" else None
     written = []
