@@ -129,8 +129,10 @@ def test_dot_dot_values_create_nothing_outside_the_sweep_dir(tmp_path: Path) -> 
     assert r.returncode == 1  # the target column does not exist: a failed run, recorded
     runs = [p.name for p in (work / "s").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert runs == ["0_data.target=___,data=csv,epochs=1"]
-    assert sorted(p.name for p in tmp_path.rglob("*") if not inside(p, work / "s")) == \
-        sorted(["a", "b", "d.csv", "s"])
+    outside = sorted(p.name for p in tmp_path.rglob("*") if not inside(p, work / "s"))
+    # besides the sweep dir itself, only the harness's own 'latest' link beside it, into it
+    assert outside == sorted(["a", "b", "d.csv", "latest", "s"])
+    assert (work / "latest").is_symlink() and (work / "latest").resolve() == (work / "s").resolve()
 
 
 # ---------------------------------------------------------------- 7. early, clear failures
@@ -235,7 +237,7 @@ def stop_after(monkeypatch, epoch: int) -> None:
     """Make the run stop cleanly (as on SIGTERM) once `epoch` is written."""
     from experiments.harness import signals
 
-    seen = {"n": -1}
+    seen = {"n": -2}  # train() asks once before it starts (a sweep's stop), then after each epoch
 
     def requested() -> str | None:
         seen["n"] += 1
@@ -324,12 +326,15 @@ def test_a_kill_right_after_resume_keeps_the_recorded_progress(monkeypatch,
         before = train(compose_cfg(*TINY), run_dir)
     seen = {}
 
+    class Killed(BaseException):
+        """A SIGKILL: nothing of the harness runs after it (a KeyboardInterrupt is a clean stop)."""
+
     def killed(*a, **k):  # the kill lands after "resume ->", before the data is built
         seen.update(json.loads((run_dir / "summary.json").read_text()))
-        raise KeyboardInterrupt
+        raise Killed
 
     monkeypatch.setattr("experiments.run.build", killed)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         train(compose_cfg(*TINY), run_dir)
     for key in ("epochs_completed", "final", "best", "wall_time_s", "n_params", "task"):
         assert seen[key] == before[key], key
