@@ -22,14 +22,9 @@ from experiments.harness.rundir import IGNORED_KEYS
 from experiments.harness.schema import Config
 from experiments.harness.validate import group_options
 from experiments.paths import CONF_DIR, RUN_PY
+from tests.helpers import cli
 
 TIMING = ("epoch_time_s", "samples_per_s")
-
-
-def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(RUN_PY), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -29,12 +29,7 @@ from mlp_core.gradcheck import gradcheck
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import SGD, LRSchedule
 from mlp_core.train import TrainConfig, Trainer
-
-
-def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(RUN_PY), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.helpers import cli
 
 
 # ---------------------------------------------------------------- 4. user CSVs

@@ -29,6 +29,7 @@ from experiments.run import train
 from mlp_core.data import DATASETS
 from mlp_core.init import INITS
 from mlp_core.layers import ACTIVATIONS
+from tests.helpers import cli as run_py
 
 TINY = ["epochs=2", "width=8", "data.n_samples=200"]  # a run of a fraction of a second
 TIMING = ("epoch_time_s", "samples_per_s")
@@ -53,10 +54,8 @@ def make_cfg() -> Callable[..., DictConfig]:
 
 
 def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run experiments/run.py in a subprocess; outputs land under `cwd`."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(RUN_PY), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    """Run experiments/run.py in a subprocess (this file's runs are small: 180 s at most)."""
+    return run_py(*args, cwd=cwd, timeout=timeout)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from experiments.benchmarks.fake_sweep import make_fake_sweep
 from experiments.paths import COMPARE_PY, RUN_PY
 from experiments.paths import CONF_DIR as CONF
 from experiments.run import train
+from tests.helpers import cli
 
 TINY = ["width=8", "data.n_samples=200", "threads=1", "gradcheck=false"]
 MIN_BYTES = 10_000  # an axes with lines, labels and a title; an empty figure is ~3 KB
@@ -29,11 +29,6 @@ MIN_BYTES = 10_000  # an axes with lines, labels and a title; an empty figure is
 def drawn(png: Path) -> dict:
     """What the figure says it drew: points per column and the run's status."""
     return json.loads(Image.open(png).text["Description"])
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(RUN_PY), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def compose_cfg(*overrides: str):
