@@ -10,10 +10,13 @@ std of the training split only; a std below ``STD_FLOOR`` counts as 1, so consta
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
 import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
@@ -161,12 +164,40 @@ def _mnist1d_canonical(n_samples: int | None, noise: float, test_frac: float, va
     return X, y, parts
 
 
+def _sklearn_data_file(name: str) -> Path | None:
+    """A data file shipped inside scikit-learn (sklearn/datasets/data/), found without
+    importing scikit-learn; None if the installed scikit-learn has no such file."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def load_digits_xy() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's `load_digits(return_X_y=True)`, read from its bundled digits.csv.gz the
+    way scikit-learn reads it (`np.loadtxt`, comma-separated), without importing scikit-learn:
+    that import (scipy.stats and the rest) costs ~1.3 s, ten times the parsing. The same
+    arrays, bit for bit (tests/test_data.py)."""
+    path = _sklearn_data_file("digits.csv.gz")
+    if path is None:  # a scikit-learn that moved its files: ask it
+        from sklearn.datasets import load_digits
+
+        return load_digits(return_X_y=True)
+    with gzip.open(path, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int, copy=False)
+
+
 def _generate(name: str, n: int | None, noise: float, rng: np.random.Generator,
               opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Raw (X, y) in float64; y int labels or float targets."""
+    rs = int(rng.integers(2**31 - 1))  # sklearn random_state drawn from the seeded generator
+    if name == "digits":
+        return load_digits_xy()
     from sklearn import datasets as skd
 
-    rs = int(rng.integers(2**31 - 1))  # sklearn random_state drawn from the seeded generator
     if name == "spirals":  # cs231n spiral: K arms, radius 0..1, 4 rad of turn, noise on angle
         k = opts["n_classes"]
         y = np.arange(n) % k
@@ -191,8 +222,6 @@ def _generate(name: str, n: int | None, noise: float, rng: np.random.Generator,
         return skd.make_friedman1(n, n_features=opts["n_features"], noise=noise, random_state=rs)
     if name == "mnist1d":
         return _mnist1d(n, noise, rs)
-    if name == "digits":
-        return skd.load_digits(return_X_y=True)
     if name == "diabetes":
         return skd.load_diabetes(return_X_y=True)
     raise AssertionError(name)  # pragma: no cover

@@ -1,0 +1,129 @@
+"""The composition cache gives what Hydra's own composition gives: configs, records, errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+import experiments.harness.schema  # noqa: F401 (registers the structured configs)
+from experiments.harness import compose_cache
+from experiments.harness.preflight import plan
+from experiments.paths import CONF_DIR
+
+SWEEP_DIR = "hydra.sweep.dir='/tmp/study x'"
+CASES = [  # (overrides, run mode)
+    ([], RunMode.RUN),
+    (["seed=3", "epochs=5", "optim.lr=0.05"], RunMode.RUN),
+    (["data=digits", "optim=sgd", "optim.lr=0.05", "activation=sigmoid", "seed=1"], RunMode.RUN),
+    (["optim=adam", "optim.lr=0.001", "+notes=hello", "++tags=x"], RunMode.RUN),
+    (["+experiment=batchnorm_lr", "seed=2", "optim.lr=0.1"], RunMode.RUN),
+    (["+experiment=he_vs_xavier_deep", "init=xavier", "depth=3"], RunMode.RUN),
+    (["data=csv", "data.path=/tmp/a.csv", "data.target=y"], RunMode.RUN),
+    (["name='my run'", "hydra.job.chdir=false", "threads=1"], RunMode.RUN),
+    ([SWEEP_DIR, "hydra.mode=MULTIRUN", "activation=relu", "seed=0", "data=digits"],
+     RunMode.MULTIRUN),
+    ([SWEEP_DIR, "activation=relu,sigmoid", "seed=0,1,2", "data=digits"], RunMode.MULTIRUN),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1"], RunMode.MULTIRUN),
+    (["data.val_frac=0.3", "data=moons", "data.noise=0.2"], RunMode.RUN),
+    (["+foo={a:1}", "foo.a=2"], RunMode.RUN),  # order matters: composed whole by Hydra
+    (["optim.lr=${optim.weight_decay}", "optim.weight_decay=0.1"], RunMode.RUN),
+]
+BAD = [
+    ["epochs=abc"],
+    ["nokey=1"],
+    ["data=nope"],
+    ["optim.nokey=1"],
+    ["seed=0,1"],  # a sweep in a single run
+    ["+seed=1"],  # already there
+    ["foo.a=2", "+foo={a:1}"],
+    ["seed=)"],  # does not parse
+]
+
+
+def _compose(overrides: list[str], mode: RunMode, cached: bool, conf_dir: Path = CONF_DIR
+             ) -> DictConfig:
+    if cached:
+        compose_cache.install()
+    else:
+        compose_cache.uninstall()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="run"):
+        loader = GlobalHydra.instance().config_loader()
+        return loader.load_configuration("config", overrides, mode)
+
+
+@pytest.fixture(autouse=True)
+def _restore() -> Iterator[None]:
+    installed = compose_cache.ConfigLoaderImpl._load_configuration_impl
+    yield
+    compose_cache._CACHE.clear()
+    compose_cache.ConfigLoaderImpl._load_configuration_impl = installed  # type: ignore
+
+
+def _yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+@pytest.mark.parametrize(("overrides", "mode"), CASES)
+def test_cached_composition_equals_hydras(overrides: list[str], mode: RunMode) -> None:
+    expected = _yaml(_compose(overrides, mode, cached=False))
+    _compose(["seed=9", "epochs=2"], RunMode.RUN, cached=True)  # a warm cache of another job
+    first = _yaml(_compose(overrides, mode, cached=True))
+    again = _yaml(_compose(overrides, mode, cached=True))
+    assert first == expected
+    assert again == expected
+
+
+def test_jobs_of_one_sweep_share_one_composition(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    original = compose_cache._ORIGINAL
+
+    def counting(self, name, overrides, *a):  # type: ignore[no-untyped-def]
+        calls.append(list(overrides))
+        return original(self, name, overrides, *a)
+
+    monkeypatch.setattr(compose_cache, "_ORIGINAL", counting)
+    compose_cache.install()
+    p = plan(["-m", "activation=relu,sigmoid", "seed=0,1,2,3", "data=digits", "optim=sgd",
+              "optim.lr=0.05", "epochs=3"], CONF_DIR)
+    assert p is not None and len(p.configs) == 8
+    assert calls == [["data=digits", "optim=sgd"]]
+    assert sorted((c.activation.name, c.seed) for c in p.configs) == sorted(
+        (a, s) for a in ("relu", "sigmoid") for s in range(4))
+    assert {c.optim.lr for c in p.configs} == {0.05} and {c.epochs for c in p.configs} == {3}
+
+
+@pytest.mark.parametrize("overrides", BAD)
+def test_a_bad_override_fails_as_in_hydra(overrides: list[str]) -> None:
+    with pytest.raises(Exception) as want:
+        _compose(overrides, RunMode.RUN, cached=False)
+    _compose(["seed=9"], RunMode.RUN, cached=True)
+    with pytest.raises(type(want.value)) as got:
+        _compose(overrides, RunMode.RUN, cached=True)
+    assert str(got.value) == str(want.value)
+
+
+def test_an_edited_config_file_is_composed_afresh(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yaml").write_text("lr: 0.1\nname: a\n")
+    assert _compose(["name=b"], RunMode.RUN, cached=True, conf_dir=conf).lr == 0.1
+    (conf / "config.yaml").write_text("lr: 0.25\nname: a\n")
+    assert _compose(["name=c"], RunMode.RUN, cached=True, conf_dir=conf).lr == 0.25
+
+
+def test_what_hydra_reads_from_the_process_is_read_again(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _compose(["seed=1"], RunMode.RUN, cached=True)
+    monkeypatch.chdir(tmp_path)
+    second = _compose(["seed=2"], RunMode.RUN, cached=True)
+    assert first.hydra.runtime.cwd != second.hydra.runtime.cwd == os.getcwd()
+    assert list(second.hydra.overrides.task) == ["seed=2"]
+    assert second.hydra.job.override_dirname == "seed=2"
