@@ -322,3 +322,18 @@ def test_batches_bad_arguments_raise(kwargs, match):
             "generator": torch.Generator(), **kwargs}
     with pytest.raises(ValueError, match=match):
         batches(**args)
+
+
+def test_digits_are_scikit_learns_bit_for_bit_without_importing_it() -> None:
+    from sklearn.datasets import load_digits
+
+    from mlp_core.data import load_digits_xy
+
+    X, y = load_digits_xy()
+    X_sk, y_sk = load_digits(return_X_y=True)
+    assert X.dtype == X_sk.dtype and y.dtype == y_sk.dtype
+    assert np.array_equal(X, X_sk) and np.array_equal(y, y_sk)
+    code = ("import sys; from mlp_core.data import load_dataset; d = load_dataset('digits'); "
+            "print(d.X_train.shape[0], 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1079", "False"]  # 1797 - 359 val - 359 test

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -32,3 +34,15 @@ def test_pre_activation_percentiles_are_numpys_of_the_activation_input(batchnorm
         assert row["pre_p15"] < row["pre_p50"] < row["pre_p85"]
         h = torch.sigmoid(z)
     assert set(LAYER_COLUMNS) - {"epoch"} == set(rows[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_percentiles_are_numpys_for_every_size_and_dtype(dtype: torch.dtype, n: int) -> None:
+    from mlp_core.diagnostics import PERCENTILES, _percentiles
+
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n)).to(dtype)
+    want = [float(np.percentile(x.double().numpy(), p)) for p in PERCENTILES]
+    assert _percentiles(x) == pytest.approx(want, abs=1e-12)
+    x[n // 2] = float("nan")
+    assert all(math.isnan(v) for v in _percentiles(x))
