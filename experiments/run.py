@@ -19,7 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.harness import compose_cache, dryrun, environment, latest, launchwords, signals
+from experiments.harness import compose_cache, dryrun, environment, latest, launchwords, signals, sweeper
 from experiments.harness import help as _help  # noqa: F401 (registers the --help resolver)
 from experiments.harness.build import GRADCHECK_ENTRIES, build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
@@ -290,7 +290,8 @@ def cli() -> int:
         sys.argv[1:] = launch.command_line()
         latest.point(Path(p.sweep_dir))
         signals.install(launch.dir / signals.STOP_FILE)
-        status = launch.run(main)
+        with sweeper.preflighted():
+            status = launch.run(main)
         return signals.exit_status() or status
     outcome: dict[str, Any] = {}
 

@@ -33,9 +33,9 @@ PRE_COLUMNS = [f"{who}pre_p{p}" for who in ("", "unit0_") for p in PERCENTILES]
 
 def _percentiles(x: Tensor) -> list[float]:
     """PERCENTILES of the 1-D x with linear interpolation (numpy's and torch.quantile's rule),
-    each from two order statistics, all found by one multi-k `np.partition` (selection, not a
-    sort): 3x faster than a `kthvalue` per statistic and 10x faster than torch.quantile's full
-    sort on a 256 x 64 probe, the same values."""
+    each from two order statistics, read from one `np.sort` (numpy's vectorized sort of 16k
+    floats takes ~130 us: faster than a multi-k `np.partition`, 6x faster than a `kthvalue`
+    per statistic, 10x faster than torch.sort or torch.quantile); the same values."""
     a = x.detach().cpu()
     a = (a if a.dtype in (torch.float32, torch.float64) else a.double()).numpy()  # exact widening
     if np.isnan(a).any():
@@ -43,7 +43,7 @@ def _percentiles(x: Tensor) -> list[float]:
     n = a.size
     pos = [p / 100 * (n - 1) for p in PERCENTILES]
     ks = sorted({k for q in pos for k in (math.floor(q), min(math.floor(q) + 1, n - 1))})
-    order = dict(zip(ks, np.partition(a, ks)[ks].tolist(), strict=True))  # the i-th smallest
+    order = dict(zip(ks, np.sort(a)[ks].tolist(), strict=True))  # the i-th smallest
     out = []
     for q in pos:
         lo = math.floor(q)

@@ -127,3 +127,27 @@ def test_what_hydra_reads_from_the_process_is_read_again(tmp_path: Path,
     assert first.hydra.runtime.cwd != second.hydra.runtime.cwd == os.getcwd()
     assert list(second.hydra.overrides.task) == ["seed=2"]
     assert second.hydra.job.override_dirname == "seed=2"
+
+
+def test_the_basic_sweeper_hydra_instantiates_skips_its_second_composition() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    from experiments.harness import sweeper
+
+    original = Sweeper.validate_batch_is_legal
+    found = {c.__name__: c for c in Plugins.instance().discover(Sweeper)}  # Hydra's own scan
+    basic = found["BasicSweeper"]
+    with sweeper.preflighted():
+        assert basic.validate_batch_is_legal is sweeper._validate
+        calls: list[object] = []
+        sweeper._VALIDATE, saved = (lambda self, batch: calls.append(batch)), sweeper._VALIDATE
+        try:
+            basic.validate_batch_is_legal(object.__new__(basic), [["seed=1"]])
+            assert calls == []  # the basic sweeper's batch: preflighted, not composed again
+            other = type("OptunaSweeper", (), {})()  # what the patch reads is the class name
+            Sweeper.validate_batch_is_legal(other, [["seed=1"]])  # type: ignore[arg-type]
+            assert calls == [[["seed=1"]]]  # any other sweeper: validated as Hydra does
+        finally:
+            sweeper._VALIDATE = saved
+    assert basic.validate_batch_is_legal is original
