@@ -138,12 +138,20 @@ def plan(argv: Sequence[str], conf_dir: Path, config_name: str = "config") -> Pl
 
 
 def _check_run_dir(cfg: DictConfig, num: int) -> None:
-    """Refuse a job whose run dir would resolve outside its sweep dir (before Hydra makes it)."""
-    job = cfg.copy()
+    """Refuse a job whose run dir would resolve outside its sweep dir (before Hydra makes it).
+    hydra.job.num is set for the resolution and put back (a copy of the config costs more
+    than the check)."""
+    job = cfg.hydra.job
+    missing = OmegaConf.is_missing(job, "num")
+    before = None if missing else job.num
     with open_dict(job):
-        job.hydra.job.num = num
-    sweep_dir = Path(str(OmegaConf.select(job, "hydra.sweep.dir")))
-    subdir = str(OmegaConf.select(job, "hydra.sweep.subdir"))
+        job.num = num
+    try:
+        sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+        subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+    finally:
+        with open_dict(job):
+            job.num = "???" if missing else before
     if not inside(sweep_dir / subdir, sweep_dir):
         raise PreflightError(f"invalid config: run dir {subdir!r} of job {num} is not inside "
                              f"hydra.sweep.dir {sweep_dir}")
@@ -156,11 +164,8 @@ def _checked(overrides: list[str], conf_dir: Path, name: str, check: bool = True
         raise PreflightError(_explain(e, overrides, conf_dir, name)) from None
     if not check:
         return cfg
-    task = cfg.copy()  # as Hydra hands it to the job: the schema types kept, hydra removed
-    with open_dict(task):
-        del task["hydra"]
     try:
-        validate(task)
+        validate(cfg)  # the hydra node is Hydra's: validate skips it
     except ConfigError as e:
         raise PreflightError(str(e)) from None
     return cfg

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from experiments.harness.schema import FREE_KEYS, Activation, CsvTask, DType, Init, Schedule
 from experiments.paths import CONF_DIR
@@ -175,10 +175,23 @@ def check_keys(cfg: DictConfig) -> None:
                                                            if not (prefix == "" and k in FREE_KEYS)])
 
 
+def _missing(cfg: DictConfig) -> set[str]:
+    """The unset (`???`) keys of cfg, full dotted names; a hydra node (Hydra's) is skipped."""
+    out: set[str] = set()
+    for name in cfg:
+        if name == "hydra":
+            continue
+        if OmegaConf.is_missing(cfg, name):
+            out.add(str(name))
+        elif isinstance(node := cfg._get_node(name), DictConfig | ListConfig):
+            out.update(OmegaConf.missing_keys(node))  # full keys: the node knows its parents
+    return out
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first unknown key, or value out of range, unset, inconsistent."""
     check_keys(cfg)
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(_missing(cfg))
     if missing:
         raise ConfigError(missing[0], "???", allowed_for(missing[0]))
     for key, (check, allowed) in RULES.items():
