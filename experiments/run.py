@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 import torch
@@ -316,9 +317,19 @@ def _resume_run_command(argv: list[str], run_dir: Path) -> str:
     user = [a for a in argv if not a.lstrip("+~").startswith("hydra.run.dir=")]
     return shlex.join(["python", "experiments/run.py", *user, f"hydra.run.dir={run_dir}"])
 
+
+def _exit(status: int) -> NoReturn:
+    """Exit with `status`. Everything is written and closed by now; `gc.freeze()` spares the
+    interpreter's final garbage collection a walk over every object torch, Hydra and the runs
+    made (~0.4 s on this machine, a twentieth of a small study). Exit handlers, flushes and
+    module teardown still run as usual."""
+    gc.freeze()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
     try:
-        sys.exit(cli())
+        _exit(cli())
     except KeyboardInterrupt:  # before any run started (while checking the command line)
         print("\ninterrupted: nothing started", file=sys.stderr)
-        sys.exit(130)
+        _exit(130)

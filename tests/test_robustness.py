@@ -396,3 +396,17 @@ def test_threads_auto_is_one_for_small_nets_under_every_launcher_and_pinned_on_r
     resumed = train(compose_cfg(*TINY, "threads=2"), run_dir)
     assert resumed["status"] == "completed" and resumed["threads"] == 1
     assert torch.get_num_threads() == 1
+
+
+def test_env_json_lists_every_package_as_importlib_metadata_reads_it() -> None:
+    from importlib import metadata
+
+    from experiments.harness.environment import packages
+
+    seen: dict[str, str] = {}
+    for d in metadata.distributions():  # the full (slow) metadata parse
+        name = d.metadata["Name"]
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={d.version}"
+    assert packages() == tuple(seen[k] for k in sorted(seen))
+    assert any(p.startswith("torch==") for p in packages())

@@ -29,14 +29,29 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _name_version(d: metadata.Distribution) -> tuple[str, str]:
+    """A distribution's Name and Version fields, read from its metadata file's header only:
+    `d.metadata` parses the whole file (long descriptions included) with the email parser,
+    ~1 ms a package, a quarter of a second for this environment."""
+    name = version = ""
+    for line in (d.read_text("METADATA") or d.read_text("PKG-INFO") or "").splitlines():
+        if not line.strip():
+            break  # the end of the header
+        if line.startswith("Name:") and not name:
+            name = line[5:].strip()
+        elif line.startswith("Version:") and not version:
+            version = line[8:].strip()
+    return name, version
+
+
 @functools.cache  # once per process: a launcher worker runs many jobs
 def packages() -> tuple[str, ...]:
     """`name==version` of every installed distribution, sorted (what `pip freeze` lists)."""
     seen = {}
     for d in metadata.distributions():
-        name = d.metadata["Name"]
+        name, version = _name_version(d)
         if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={d.version}"
+            seen[name.lower()] = f"{name}=={version}"
     return tuple(seen[k] for k in sorted(seen))
 
 
