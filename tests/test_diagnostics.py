@@ -46,3 +46,43 @@ def test_percentiles_are_numpys_for_every_size_and_dtype(dtype: torch.dtype, n: 
     assert _percentiles(x) == pytest.approx(want, abs=1e-12)
     x[n // 2] = float("nan")
     assert all(math.isnan(v) for v in _percentiles(x))
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "gelu"])
+def test_layer_statistics_are_their_definitions(activation: str) -> None:
+    """Every column of layers.csv recomputed by hand (numpy, autograd for the gradient)."""
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(40, 4, generator=gen, dtype=torch.float64) * 3
+    y = torch.randint(0, 3, (40,), generator=gen)
+    m = MLPClassifier(4, 3, [9, 8], activation=activation, init="he", dtype=torch.float64,
+                      seed=2)
+    prev = {k: v.clone() * 0.9 for k, v in m.params.items() if k.endswith(".W")}
+    rows = layer_stats(m, X, y, prev)
+    Ws = {k: v.clone().requires_grad_(True) for k, v in m.params.items()}
+    acts = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+            "gelu": torch.nn.functional.gelu}
+    h, zs, hs = X, [], []
+    for i in range(3):
+        z = h @ Ws[f"fc{i}.W"] + Ws[f"fc{i}.b"]
+        h = acts[activation](z) if i < 2 else z
+        zs.append(z.detach().numpy())
+        hs.append(h.detach().numpy())
+    torch.nn.functional.cross_entropy(h, y).backward()
+    for i, row in enumerate(rows):
+        z, a = zs[i], hs[i]
+        W = m.params[f"fc{i}.W"].numpy()
+        assert row["act_mean"] == pytest.approx(a.mean(), abs=1e-12)
+        assert row["act_std"] == pytest.approx(a.std(), abs=1e-12)
+        assert row["weight_norm"] == pytest.approx(np.linalg.norm(W), abs=1e-12)
+        assert row["grad_norm"] == pytest.approx(float(Ws[f"fc{i}.W"].grad.norm()), rel=1e-9)
+        Wp = prev[f"fc{i}.W"].numpy()
+        assert row["update_ratio"] == pytest.approx(np.linalg.norm(W - Wp) / np.linalg.norm(Wp),
+                                                    rel=1e-9)
+        if i == 2:
+            assert math.isnan(row["dead_or_saturated_frac"])
+            continue
+        want = {"relu": (z <= 0).all(0).mean(), "gelu": (z < -3).all(0).mean(),
+                "sigmoid": ((a < 0.05) | (a > 0.95)).mean(),
+                "tanh": (np.abs(a) > 0.9).mean()}[activation]
+        assert row["dead_or_saturated_frac"] == pytest.approx(want, abs=1e-12)
+    assert any(0 < r["dead_or_saturated_frac"] < 1 for r in rows[:2]) or activation == "gelu"
