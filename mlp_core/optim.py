@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,19 @@ def _integer(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar_of(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def _scalar(value: float, like: Tensor) -> Tensor:
+    """`value` as a 0-d tensor of like's dtype and device, made once: CPU `_foreach_mul_` with
+    a Python float converts it for every tensor of the list (64 us for 26 tensors against 29
+    with a tensor), and the product is the same bit for bit (the float is rounded to the
+    dtype either way; tests/test_optim.py)."""
+    return _scalar_of(float(value), like.dtype, like.device)
 
 
 class _Optimizer:
@@ -159,7 +173,7 @@ class SGD(_Optimizer):
             if bufs is None:
                 self.momentum_buffer = bufs = [t.clone() for t in g]
             else:
-                torch._foreach_mul_(bufs, self.momentum)
+                torch._foreach_mul_(bufs, _scalar(self.momentum, bufs[0]))
                 torch._foreach_add_(bufs, g, alpha=1 - self.dampening)
             # out of place: g may be the caller's grads
             g = torch._foreach_add(g, bufs, alpha=self.momentum) if self.nesterov else bufs

@@ -331,3 +331,16 @@ def test_schedule_rejects_bad_arguments(kwargs, match):
 def test_lr_at_rejects_negative_epoch():
     with pytest.raises(ValueError, match="epoch"):
         LRSchedule(0.1, epochs=5).lr_at(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_momentum_as_a_tensor_scalar_is_the_python_floats_product_bit_for_bit(dtype) -> None:
+    from mlp_core.optim import _scalar
+
+    gen = torch.Generator().manual_seed(0)
+    a = [torch.randn(64, 64, generator=gen, dtype=dtype), torch.randn(7, dtype=dtype)]
+    b = [t.clone() for t in a]
+    for m in (0.9, 0.99, 1 / 3):
+        torch._foreach_mul_(a, m)
+        torch._foreach_mul_(b, _scalar(m, b[0]))
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
