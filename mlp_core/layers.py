@@ -55,9 +55,10 @@ def batchnorm_forward(
     `momentum` towards the batch mean and the *unbiased* variance (in place).
     Eval: normalize with the running stats. Returns out (N, D) and the cache for backward.
     """
-    if not train:
-        istd = torch.rsqrt(running_var + eps)
-        return (x - running_mean) * (istd * gamma) + beta, None
+    if not train:  # x * a + (beta - mean * a) with a = gamma / sqrt(var + eps): one pass over
+        # x instead of three, the form of PyTorch's own CPU inference kernel
+        a = torch.rsqrt(running_var + eps).mul_(gamma)
+        return torch.addcmul(torch.addcmul(beta, running_mean, a, value=-1), x, a), None
     n = x.shape[0]
     if n < 2:  # one sample has no variance: out would be beta and no gradient would flow
         raise ValueError(f"BatchNorm in training needs a batch of at least 2 samples, got {n}")
