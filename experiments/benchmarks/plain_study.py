@@ -2,6 +2,7 @@
 
     python experiments/benchmarks/plain_study.py activation=relu,sigmoid seed=0,1,2,3 epochs=30
     python experiments/benchmarks/plain_study.py depth=6 batchnorm=true ...
+    python experiments/benchmarks/plain_study.py width=1024 device=cuda ...
 
 The same runs as `experiments/run.py -m ... data=digits optim=sgd optim.lr=0.05`: the same data
 splits (digits, data.seed 0, standardized on the training split), the same net (`depth` x
@@ -26,7 +27,8 @@ from mlp_core.data import load_dataset
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 DEFAULTS = {"activation": "relu", "seed": "0", "depth": "2", "width": "64", "batchnorm": "false",
-            "epochs": "30", "batch_size": "64", "lr": "0.05", "momentum": "0.9", "threads": "1"}
+            "epochs": "30", "batch_size": "64", "lr": "0.05", "momentum": "0.9", "threads": "1",
+            "device": "cpu"}
 
 
 def make_net(in_dim: int, out_dim: int, depth: int, width: int, activation: str,
@@ -53,6 +55,7 @@ def run_one(data, activation: str, seed: int, depth: int, width: int, batchnorm:
     """Train one net; evaluate on the validation split after every epoch."""
     t0 = time.perf_counter()
     net = make_net(data.in_dim, data.out_dim, depth, width, activation, batchnorm, seed)
+    net = net.to(data.X_train.device)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.CrossEntropyLoss()
     X, y = data.X_train, data.y_train
@@ -62,7 +65,7 @@ def run_one(data, activation: str, seed: int, depth: int, width: int, batchnorm:
     val_acc = float("nan")
     for _ in range(epochs):
         net.train()
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(X.device)
         Xs, ys = X[perm], y[perm]
         for i in range(0, stop, batch_size):
             opt.zero_grad()
@@ -91,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     a = parse(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(int(a["threads"][0]))
-    data = load_dataset("digits", seed=0)  # once: every run of the study uses the same splits
+    # once: every run of the study uses the same splits
+    data = load_dataset("digits", seed=0, device=a["device"][0])
     one = {k: v[0] for k, v in a.items() if k not in ("activation", "seed")}
     for act, seed in itertools.product(a["activation"], a["seed"]):
         r = run_one(data, act, int(seed), int(one["depth"]), int(one["width"]),

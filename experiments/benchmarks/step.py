@@ -75,18 +75,21 @@ def gemm_peak(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> t
     return best, best_n
 
 
-def make_pair(case: Case, seed: int = 0) -> tuple[Callable, Callable, Callable[[], float]]:
+def make_pair(case: Case, seed: int = 0, device: str = "cpu"
+              ) -> tuple[Callable, Callable, Callable[[], float]]:
     """(mlp_core step, autograd step, check) on one shared stream of batches, from the same init.
 
     Each step takes the next of 4 fixed batches. check() runs 3 fresh steps of both from the
     same params and returns the largest |difference| of any parameter afterwards.
     """
     gen = torch.Generator().manual_seed(seed)
-    data = [(torch.randn(case.batch, case.in_dim, generator=gen),
-             torch.randint(0, case.out_dim, (case.batch,), generator=gen)) for _ in range(4)]
+    data = [(torch.randn(case.batch, case.in_dim, generator=gen).to(device),
+             torch.randint(0, case.out_dim, (case.batch,), generator=gen).to(device))
+            for _ in range(4)]
 
     def build() -> tuple[MLPClassifier, SGD, torch.nn.Sequential, torch.optim.SGD]:
-        model = MLPClassifier(case.in_dim, case.out_dim, list(case.hidden), seed=seed)
+        model = MLPClassifier(case.in_dim, case.out_dim, list(case.hidden), seed=seed,
+                              device=device)
         layers: list[torch.nn.Module] = []
         for i in range(len(case.hidden) + 1):
             W, b = model.params[f"fc{i}.W"], model.params[f"fc{i}.b"]
@@ -95,7 +98,7 @@ def make_pair(case: Case, seed: int = 0) -> tuple[Callable, Callable, Callable[[
                 lin.weight.copy_(W.t())  # nn.Linear keeps (out, in); we keep (in, out)
                 lin.bias.copy_(b)
             layers += [lin, torch.nn.ReLU()]
-        net = torch.nn.Sequential(*layers[:-1])
+        net = torch.nn.Sequential(*layers[:-1]).to(device)
         return (model, SGD(model.params, lr=LR, momentum=MOMENTUM), net,
                 torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM))
 
@@ -137,32 +140,37 @@ def make_pair(case: Case, seed: int = 0) -> tuple[Callable, Callable, Callable[[
     return ours, autograd, check
 
 
-def _time(step: Callable, n: int, inference: bool) -> float:
-    """Seconds per step over n steps; mlp_core runs inside inference_mode, as the Trainer does."""
+def _time(step: Callable, n: int, inference: bool, device: str = "cpu") -> float:
+    """Seconds per step over n steps; mlp_core runs inside inference_mode, as the Trainer does.
+    On a GPU the clock stops after the device has finished (synchronize)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch.inference_mode(inference):
+        sync()
         t0 = time.perf_counter()
         for _ in range(n):
             step()
+        sync()
         return (time.perf_counter() - t0) / n
 
 
-def time_case(case: Case, repeats: int = 7, chunk_s: float = 0.15) -> dict[str, float]:
+def time_case(case: Case, repeats: int = 7, chunk_s: float = 0.15, device: str = "cpu"
+              ) -> dict[str, float]:
     """Median µs/step of both implementations, timed in alternating chunks of ~chunk_s seconds."""
-    ours, autograd, check = make_pair(case)
+    ours, autograd, check = make_pair(case, device=device)
     max_diff = check()
     impls = {"mlp_core": (ours, True), "autograd": (autograd, False)}
     n = {}
     for name, (step, inf) in impls.items():  # warm up and size the chunks
-        _time(step, 3, inf)
-        est = _time(step, 3, inf)
+        _time(step, 3, inf, device)
+        est = _time(step, 3, inf, device)
         n[name] = max(3, min(5000, int(chunk_s / max(est, 1e-7))))
-        _time(step, n[name] // 3 + 1, inf)
+        _time(step, n[name] // 3 + 1, inf, device)
     samples: dict[str, list[float]] = {name: [] for name in impls}
     for r in range(repeats):
         order = list(impls) if r % 2 == 0 else list(reversed(impls))
         for name in order:
             step, inf = impls[name]
-            samples[name].append(_time(step, n[name], inf))
+            samples[name].append(_time(step, n[name], inf, device))
     us = {name: statistics.median(s) * 1e6 for name, s in samples.items()}
     return {"mlp_core_us": us["mlp_core"], "autograd_us": us["autograd"],
             "ratio": us["mlp_core"] / us["autograd"], "max_param_diff": max_diff}
