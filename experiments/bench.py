@@ -109,7 +109,7 @@ def bench_study(res: Results, quick: bool, epochs: int | None, pairs: int | None
         "Where the harness's time goes (seconds, median over pairs, summed over the study's runs; "
         "share of the whole process)",
         ["part", *(r["study"].name for r in results)], parts_lines,
-        "start-up: `run.py --help` (best of 2); Hydra per job: the process's wall time less "
+        "start-up: `run.py --cfg job` (best of 2); Hydra per job: the process's wall time less "
         "start-up and the runs' wall_time_s; the rest from each run's summary.json `phases_s`.")
 
 
@@ -209,7 +209,7 @@ def bench_sweep(res: Results, quick: bool, epochs: int | None) -> None:
     for mode, v in (("sequential", seq), ("joblib2", par)):
         res.add("sweep", case, f"{mode} total_s", v["total_s"], "s")
         res.add("sweep", case, f"{mode} run_wall_mean_s", v["run_wall_mean_s"], "s")
-    res.add("sweep", case, "startup_s", r["startup_s"], "s (run.py --help)")
+    res.add("sweep", case, "startup_s", r["startup_s"], "s (run.py --cfg job)")
     res.add("sweep", case, "hydra_per_job_s", r["hydra_per_job_s"], "s (sequential)")
     res.add("sweep", case, "speedup", r["speedup"], "x", target, met)
     res.table(

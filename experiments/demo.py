@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from experiments.paths import COMPARE_PY, OUTPUTS, REPO, RUN_PY
 
@@ -25,14 +27,26 @@ STUDIES = {  # name -> the sweep's overrides
 }
 
 
-def study(name: str, overrides: list[str], stamp: str) -> tuple[int, str]:
+def _stream(name: str, cmd: list[str], lock: threading.Lock) -> int:
+    """Run cmd, printing each line of its output as it comes, prefixed with the study's name."""
+    with lock:
+        print(f"[{name}] $ python {' '.join(str(c) for c in cmd[1:])}", flush=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        with lock:
+            print(f"[{name}] {line}", end="", flush=True)
+    return proc.wait()
+
+
+def study(name: str, overrides: list[str], stamp: str, lock: threading.Lock
+          ) -> tuple[int, str]:
     """Run one sweep and compare it; returns the exit status and the lines saying where."""
     sweep_dir = OUTPUTS / "sweeps" / f"{stamp}_demo_{name}"
-    cmd = [sys.executable, str(RUN_PY), "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    print("$", "python experiments/run.py", " ".join(cmd[2:]), flush=True)
-    rc = subprocess.call(cmd, cwd=REPO)
-    print("$", "python experiments/compare.py", sweep_dir, flush=True)
-    rc = subprocess.call([sys.executable, str(COMPARE_PY), str(sweep_dir)], cwd=REPO) or rc
+    rc = _stream(name, [sys.executable, str(RUN_PY), "-m", *overrides,
+                        f"hydra.sweep.dir={sweep_dir}"], lock)
+    rc = _stream(name, [sys.executable, str(COMPARE_PY), str(sweep_dir)], lock) or rc
     report = sweep_dir / "compare" / "report.html"
     where = f"{name} sweep:  {sweep_dir}  (one folder per run: metrics.csv, layers.csv, summary.json)"
     if report.exists():
@@ -41,9 +55,16 @@ def study(name: str, overrides: list[str], stamp: str) -> tuple[int, str]:
 
 
 def main() -> int:
+    """Both studies at once (each sweep runs one thread per run; two cores take both), then
+    where their results are."""
+    t0 = time.perf_counter()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    results = [study(name, overrides, stamp) for name, overrides in STUDIES.items()]
-    print()
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=len(STUDIES)) as pool:
+        futures = [pool.submit(study, name, overrides, stamp, lock)
+                   for name, overrides in STUDIES.items()]
+        results = [f.result() for f in futures]
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     for _, where in results:
         print(where)
     return max(rc for rc, _ in results)

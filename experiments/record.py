@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from mlp_core.train import BASE_COLUMNS, LAYER_COLUMNS, TASK_COLUMNS, metric_columns
+from mlp_core.columns import BASE_COLUMNS, LAYER_COLUMNS, TASK_COLUMNS, metric_columns
 
 __all__ = [
     "BASE_COLUMNS", "LAYER_COLUMNS", "TASK_COLUMNS", "metric_columns",

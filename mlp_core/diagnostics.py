@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mlp_core.columns import PERCENTILES, PRE_COLUMNS  # noqa: F401 (re-exported)
 from mlp_core.model import MLP
 
 
@@ -34,8 +35,6 @@ def saturation(activation: str, z: Tensor, a: Tensor) -> float:
     return float(_saturation(activation, z, a))
 
 
-PERCENTILES = (15, 50, 85)  # of the pre-activation, as in Ioffe & Szegedy (2015), Fig. 1b-c
-PRE_COLUMNS = [f"{who}pre_p{p}" for who in ("", "unit0_") for p in PERCENTILES]
 
 
 def _percentiles(x: Tensor) -> list[float]:

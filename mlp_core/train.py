@@ -10,24 +10,16 @@ from typing import Any
 
 import torch
 
+from mlp_core.columns import (  # noqa: F401 (re-exported: the public API names them here)
+    BASE_COLUMNS,
+    LAYER_COLUMNS,
+    TASK_COLUMNS,
+    metric_columns,
+)
 from mlp_core.data import Dataset, batches
-from mlp_core.diagnostics import PRE_COLUMNS, layer_stats
+from mlp_core.diagnostics import layer_stats
 from mlp_core.model import MLP
 from mlp_core.optim import LRSchedule
-
-BASE_COLUMNS = ["epoch", "step", "lr", "train_loss", "val_loss", "grad_norm", "weight_norm",
-                "epoch_time_s", "samples_per_s"]
-TASK_COLUMNS = {"classification": ["train_acc", "val_acc"],
-                "regression": ["train_mse", "val_mse", "val_r2"]}
-LAYER_COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "dead_or_saturated_frac",
-                 "grad_norm", "weight_norm", "update_ratio", *PRE_COLUMNS]
-
-
-def metric_columns(task: str, val: bool = True) -> list[str]:
-    """The metrics.csv columns for a task, in order; without a val split (val=False) no val_*."""
-    if task not in TASK_COLUMNS:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASK_COLUMNS)}")
-    return [c for c in BASE_COLUMNS + TASK_COLUMNS[task] if val or not c.startswith("val_")]
 
 
 @dataclass

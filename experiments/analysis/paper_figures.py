@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from experiments.analysis.analyse import Analysis
 from experiments.analysis.style import MAX_LAYER_COLUMNS, PlotSpec, fmt, legend, suptitle, wrap
-from mlp_core.diagnostics import PERCENTILES
+from mlp_core.columns import PERCENTILES
 
 
 def configurations(a: Analysis) -> pd.DataFrame:

@@ -105,11 +105,20 @@ def plain(label: str) -> str:
 def no_math(fig: plt.Figure) -> None:
     """Show every text of the figure as typed (a level like "$x$" stays literal), except the
     tick labels, which matplotlib's formatters write as math text (10^3 on a log axis);
-    category tick labels go through plain() where they are set."""
-    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
-             for t in (*axis.get_ticklabels(which="both"), axis.get_offset_text())}
-    for t in fig.findobj(Text):
-        if id(t) not in ticks:
+    category tick labels go through plain() where they are set. The texts are taken from
+    where a figure keeps them (titles, axis labels, texts and annotations, legends), not by
+    walking every artist: that walk made matplotlib compute every tick (~0.1 s a figure)."""
+    texts: list[Text | None] = [*fig.texts, getattr(fig, "_suptitle", None),
+                                getattr(fig, "_supxlabel", None), getattr(fig, "_supylabel", None)]
+    legends = list(fig.legends)
+    for ax in fig.axes:
+        texts += [*ax.texts, ax.title, ax._left_title, ax._right_title,  # noqa: SLF001
+                  ax.xaxis.label, ax.yaxis.label]
+        legends += [leg for leg in (ax.get_legend(),) if leg is not None]
+    for leg in legends:
+        texts += [*leg.get_texts(), leg.get_title()]
+    for t in texts:
+        if t is not None:
             t.set_parse_math(False)
 
 

@@ -4,7 +4,8 @@ Both are whole processes, alternated harness, plain, harness, plain, ... in one 
 ratio of each pair is harness seconds / plain seconds. The harness runs with default settings
 (threads=auto, gradcheck, per-epoch metrics, layers.csv, checkpoints). Where the harness's time
 goes comes from the runs' summary.json `phases_s` plus two process-level parts: start-up
-(`run.py --help`: interpreter, imports, Hydra composing the config) and Hydra's per-job work.
+(`run.py --cfg job`: interpreter, imports, Hydra composing the config once) and Hydra's
+per-job work.
 """
 
 from __future__ import annotations
