@@ -666,3 +666,14 @@ def test_user_text_is_literal_but_log_ticks_stay_math() -> None:
     assert ticks and all(t.get_parse_math() for t in ticks)  # 10^k drawn as math
     assert not fig.legends[0].get_texts()[0].get_parse_math()
     plt.close(fig)
+
+
+def test_compare_does_not_import_torch() -> None:
+    """compare reads CSVs and draws: torch's import (~2 s) would be a fifth of its time."""
+    import subprocess
+    import sys
+
+    code = ("import sys, experiments.compare, experiments.analysis.draw; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'hydra') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
