@@ -62,3 +62,16 @@ def test_quick_study_bench_writes_ratio_and_breakdown(tmp_path):
     assert float(metrics["phase_train_s"]["value"]) > 0
     md = (out / "bench.md").read_text()
     assert "Where the harness's time goes" in md and "| training steps |" in md
+
+
+def test_gpu_bench_says_so_without_a_cuda_device(tmp_path, capsys):
+    import torch
+
+    from experiments.benchmarks import gpu
+
+    if torch.cuda.is_available():  # the GPU run itself is timed by hand, not by a unit test
+        assert gpu.GPU_CASES[-1].batch == 4096
+        return
+    assert gpu.main(["--out", str(tmp_path / "gpu")]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "gpu").exists()

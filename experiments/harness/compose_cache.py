@@ -82,6 +82,14 @@ def _sources(loader: ConfigLoaderImpl) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _job_name() -> str | None:
+    """The job name Hydra writes into a composition that sets none (None before it is known)."""
+    try:
+        return str(JobRuntime().get("name"))
+    except KeyError:
+        return None
+
+
 def _base(loader: ConfigLoaderImpl, config_name: str | None, fixed: list[str],
           run_mode: RunMode, from_shell: bool) -> DictConfig:
     """The composition of the fixed lines alone (cached; the caller copies it).
@@ -89,7 +97,7 @@ def _base(loader: ConfigLoaderImpl, config_name: str | None, fixed: list[str],
     A composition made for a single run also serves a multirun: the two differ only in that a
     multirun skips config groups left missing (`???`), and a single-run composition that
     succeeded has none."""
-    head = (_sources(loader), JobRuntime().get("name"), config_name, tuple(fixed))
+    head = (_sources(loader), _job_name(), config_name, tuple(fixed))
     for mode in (RunMode.RUN, run_mode):
         if (*head, mode) in _CACHE:
             return _CACHE[(*head, mode)]
