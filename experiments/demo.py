@@ -33,7 +33,7 @@ def _stream(name: str, cmd: list[str], lock: threading.Lock) -> int:
     with lock:
         print(f"[{name}] $ python {' '.join(str(c) for c in cmd[1:])}", flush=True)
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+                            text=True, errors="replace", bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         with lock:

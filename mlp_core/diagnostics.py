@@ -35,8 +35,6 @@ def saturation(activation: str, z: Tensor, a: Tensor) -> float:
     return float(_saturation(activation, z, a))
 
 
-
-
 def _percentiles(x: Tensor) -> list[float]:
     """PERCENTILES of the 1-D x with linear interpolation (numpy's and torch.quantile's rule),
     each from two order statistics, read from one `np.sort` (numpy's vectorized sort of 16k
@@ -56,7 +54,8 @@ def _percentiles(x: Tensor) -> list[float]:
         w = q - lo
         lo_v = order[lo]
         hi_v = order[lo + 1] if w > 0 else lo_v
-        out.append(lo_v + w * (hi_v - lo_v) if w < 0.5 else hi_v - (hi_v - lo_v) * (1 - w))
+        out.append(lo_v + w * (hi_v - lo_v) if w < 0.5  # torch.lerp's form
+                   else hi_v - (hi_v - lo_v) * (1 - w))
     return out
 
 
