@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-
-import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from experiments.harness import schema  # noqa: F401  (registers the structured configs)
 from experiments.harness.build import build_data
-from experiments.paths import CONF_DIR
-
-
-@pytest.fixture
-def make_cfg() -> Callable[..., DictConfig]:
-    def _make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="test"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    return _make
 
 
 def test_the_next_job_with_the_same_data_reuses_the_loaded_dataset(make_cfg) -> None:

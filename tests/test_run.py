@@ -9,14 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from experiments import record
 from experiments.harness.preflight import PreflightError, plan
@@ -40,17 +37,6 @@ BAD_VALUES = [  # (override, key the message must name)
     ("data=nope", "data"),
     ("optim.lr=-1", "optim.lr"),
 ]
-
-
-@pytest.fixture
-def make_cfg() -> Callable[..., DictConfig]:
-    """Compose conf/config.yaml with overrides, as Hydra would for one job."""
-
-    def _make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    return _make
 
 
 def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
