@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the collector is paused before the imports below)
 import gc
+
+gc.disable()  # while torch, Hydra and the harness import: see the freeze after the imports
 import logging
 import math
 import shlex
@@ -35,6 +38,12 @@ from experiments.record import BAD, BUSY, INTERRUPTED, NOT_STARTED, RUNNING
 from mlp_core.gradcheck import gradcheck
 from mlp_core.train import Trainer
 
+# The imports above make ~280k objects that live as long as the process. A collector running
+# during them walks that growing heap again and again (~0.25 s of a 2 s start-up here); frozen
+# (gc.freeze: moved to a generation no collection visits), they cost later collections nothing.
+# The few cyclic leftovers of the imports stay in memory (a few MB).
+gc.freeze()
+gc.enable()
 compose_cache.install()  # jobs of a sweep: one composed base plus their values (~10x faster)
 log = logging.getLogger("harness.run")
 file_only = logging.getLogger("harness.file")  # tracebacks: run.log only, not the console
@@ -280,6 +289,7 @@ def cli() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sys.argv[1:] = argv
+    gc.freeze()  # the composed configs live through the launch: no collection need walk them
     if p is None:  # --help, --cfg job, ...: Hydra shows it, nothing runs
         main()
         return 0
