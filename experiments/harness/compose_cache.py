@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import re
@@ -17,12 +16,14 @@ from hydra.core.utils import JobRuntime
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from experiments.harness import configcopy
+
 # `key=value`, `+key=value`, `++key=value` with a plain value, bare or quoted (no sweep, list,
 # dict, escape or interpolation): the only lines applied to a cached base instead of composed.
 _PLAIN = re.compile(r"""^(\+{0,2})([A-Za-z_][\w-]*(?:\.[\w-]+)*)="""
                     r"""([\w.+\-:/]*|'[^'\\$]*'|"[^"\\$]*")$""")
 _ORIGINAL = ConfigLoaderImpl._load_configuration_impl
-_CACHE: dict[Any, DictConfig] = {}
+_CACHE: dict[Any, bytes] = {}  # the composed bases, pickled (configcopy)
 _CACHE_SIZE = 64
 
 
@@ -91,8 +92,8 @@ def _job_name() -> str | None:
 
 
 def _base(loader: ConfigLoaderImpl, config_name: str | None, fixed: list[str],
-          run_mode: RunMode, from_shell: bool) -> DictConfig:
-    """The composition of the fixed lines alone (cached; the caller copies it).
+          run_mode: RunMode, from_shell: bool) -> bytes:
+    """The composition of the fixed lines alone, as `configcopy.dumps` bytes (cached).
 
     A composition made for a single run also serves a multirun: the two differ only in that a
     multirun skips config groups left missing (`???`), and a single-run composition that
@@ -101,11 +102,11 @@ def _base(loader: ConfigLoaderImpl, config_name: str | None, fixed: list[str],
     for mode in (RunMode.RUN, run_mode):
         if (*head, mode) in _CACHE:
             return _CACHE[(*head, mode)]
-    cfg = _ORIGINAL(loader, config_name, fixed, run_mode, from_shell, False)
+    blob = configcopy.dumps(_ORIGINAL(loader, config_name, fixed, run_mode, from_shell, False))
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[(*head, run_mode)] = cfg
-    return cfg
+    _CACHE[(*head, run_mode)] = blob
+    return blob
 
 
 def _load_configuration_impl(self: ConfigLoaderImpl, config_name: str | None,
@@ -117,10 +118,11 @@ def _load_configuration_impl(self: ConfigLoaderImpl, config_name: str | None,
     and merge every file: ~0.15 s), then applies the value overrides to the result. A sweep's
     jobs (and the command's own preflight, mode and master compositions) share everything but
     a few values, so the base (the composition of the fixed lines, see `split`) is composed
-    once per process and deep-copied (~10 ms); the value overrides are then applied by Hydra's
-    own `_apply_overrides_to_config`, in command-line order, and what Hydra records of the
-    process and the overrides (`hydra.runtime.cwd`, `hydra.job.env_set`,
-    `hydra.overrides.task` and `.hydra`, `hydra.job.override_dirname`) is rebuilt.
+    once per process and each job gets its own copy (unpickled, ~1 ms); the value overrides
+    are then applied by Hydra's own `_apply_overrides_to_config`, in command-line order, and
+    what Hydra records of the process and the overrides (`hydra.runtime.cwd`,
+    `hydra.job.env_set`, `hydra.overrides.task` and `.hydra`, `hydra.job.override_dirname`) is
+    rebuilt.
     `tests/test_compose_cache.py` checks the result against Hydra's own composition."""
     self.ensure_main_config_source_available()
     parsed = [_parse(line) for line in overrides]
@@ -128,7 +130,7 @@ def _load_configuration_impl(self: ConfigLoaderImpl, config_name: str | None,
         self.validate_sweep_overrides_legal(overrides=parsed, run_mode=run_mode,
                                             from_shell=from_shell)
     fixed, values = split(self, overrides)
-    cfg = copy.deepcopy(_base(self, config_name, fixed, run_mode, from_shell))
+    cfg = configcopy.loads(_base(self, config_name, fixed, run_mode, from_shell))
     ConfigLoaderImpl._apply_overrides_to_config([_parse(v) for v in values], cfg)
     task = [o for o in parsed if not o.is_hydra_override()]
     cfg.hydra.overrides.task = [o.input_line for o in task]
