@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +71,8 @@ def pre_percentiles(z: Tensor) -> dict[str, float]:
 
 
 def layer_stats(
-    model: MLP, X: Tensor, y: Tensor, prev_params: dict[str, Tensor] | None = None
+    model: MLP, X: Tensor, y: Tensor, prev_params: dict[str, Tensor] | None = None,
+    forward: tuple[Tensor, dict[str, Any]] | None = None,
 ) -> list[dict]:
     """One dict per Linear layer (hidden ones, then the output): act_mean, act_std,
     dead_or_saturated_frac, grad_norm (of W), weight_norm (of W), update_ratio
@@ -80,8 +82,11 @@ def layer_stats(
 
     The probe pass runs in train mode (BN batch stats) without dropout and without
     touching BN running stats, so it is deterministic and does not change the model.
+    `forward`: that pass's (out, cache) where the caller already has it (the Trainer takes it
+    from its eval pass of the train split when the model has no BatchNorm: without BatchNorm
+    and dropout, train and eval mode are one computation).
     """
-    out, cache = model.forward(X, True, update_running=False, use_dropout=False)
+    out, cache = forward or model.forward(X, True, update_running=False, use_dropout=False)
     _, dout = model.loss_and_grad(out, y)
     grads = model.backward(dout, cache)
     acts, pres = [*cache["post"], out], [*cache["pre"], out]

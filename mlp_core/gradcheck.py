@@ -24,8 +24,7 @@ def _loss(model: MLP, X: Tensor, y: Tensor, rng_state: Tensor) -> tuple[float, T
     """Loss with a fixed dropout mask, and the sign pattern of the pre-activations (for kinks)."""
     model.generator.set_state(rng_state)  # the same dropout mask on every evaluation
     out, cache = model.forward(X, True, update_running=False)
-    loss, _ = model.loss_and_grad(out, y)
-    return float(loss), _signs(model, cache)
+    return float(model.loss(out, y)), _signs(model, cache)
 
 
 class _Probe:

@@ -23,6 +23,19 @@ def softmax_cross_entropy(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return loss, dlogits
 
 
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """The loss of `softmax_cross_entropy` alone (the same kernels, so the same value), for
+    evaluations that need no gradient."""
+    z = logits - logits.amax(dim=1, keepdim=True)
+    return (z.exp().sum(dim=1, keepdim=True).log() - z.gather(1, y.view(-1, 1))).mean()
+
+
+def squared_error(pred: Tensor, y: Tensor) -> Tensor:
+    """The loss of `mse` alone (the same kernels, so the same value)."""
+    diff = pred - y.view_as(pred)
+    return (diff * diff).mean()
+
+
 def mse(pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Mean over all elements of (pred - y)^2 (PyTorch's MSELoss); dpred = 2 (pred - y) / numel."""
     diff = pred - y.view_as(pred)

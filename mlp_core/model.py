@@ -20,7 +20,7 @@ from mlp_core.layers import (
     linear_backward,
     linear_forward,
 )
-from mlp_core.losses import mse, softmax_cross_entropy
+from mlp_core.losses import cross_entropy, mse, softmax_cross_entropy, squared_error
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -165,12 +165,31 @@ class MLP:
         """Scalar batch-mean loss and d loss / d out."""
         raise NotImplementedError
 
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """The scalar batch-mean loss alone: loss_and_grad's value, without d loss / d out."""
+        raise NotImplementedError
+
     def predict(self, X: Tensor) -> Tensor:
         """Eval-mode prediction."""
         raise NotImplementedError
 
     def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
         """Eval-mode loss and task metrics on (X, y)."""
+        return self.metrics(self._eval_out(X, batch_size), y)
+
+    def metrics(self, out: Tensor, y: Tensor) -> dict[str, float]:
+        """`evaluate`'s loss and task metrics of the eval-mode outputs `out` of (X, y)."""
+        t = self.metric_tensors(out, y)
+        return self.metric_values(dict(zip(t, torch.stack(list(t.values())).tolist(),
+                                           strict=True)))
+
+    def metric_tensors(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """The 0-d float64 tensors `metric_values` turns into the metrics (read back by the
+        caller, several splits in one sync)."""
+        raise NotImplementedError
+
+    def metric_values(self, values: dict[str, float]) -> dict[str, float]:
+        """The metrics from the values of `metric_tensors`."""
         raise NotImplementedError
 
     def _eval_out(self, X: Tensor, batch_size: int) -> Tensor:
@@ -208,8 +227,10 @@ class MLP:
         return new
 
     def weight_norm(self) -> float:
-        """Global L2 norm of all params."""
-        return math.sqrt(sum(float(p.double().pow(2).sum()) for p in self.params.values()))
+        """Global L2 norm of all params (the squares summed per tensor in float64, read back in
+        one sync, added in param order)."""
+        squares = torch.stack([p.double().pow(2).sum() for p in self.params.values()])
+        return math.sqrt(sum(squares.tolist()))
 
 
 class MLPClassifier(MLP):
@@ -221,16 +242,21 @@ class MLPClassifier(MLP):
         """Mean softmax cross-entropy (log-sum-exp) and d loss / d logits."""
         return softmax_cross_entropy(out, y)
 
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """Mean softmax cross-entropy alone."""
+        return cross_entropy(out, y)
+
     def predict(self, X: Tensor) -> Tensor:
         """Predicted class labels (N,)."""
         return self._eval_out(X, 8192).argmax(1)
 
-    def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
-        """{"loss", "acc"} in eval mode."""
-        logits = self._eval_out(X, batch_size)
-        loss, _ = softmax_cross_entropy(logits, y)
-        acc = (logits.argmax(1) == y).double().mean()
-        return {"loss": float(loss), "acc": float(acc)}
+    def metric_tensors(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """loss and accuracy of the logits `out` (`evaluate` gives {"loss", "acc"})."""
+        return {"loss": cross_entropy(out, y).double(), "acc": (out.argmax(1) == y).double().mean()}
+
+    def metric_values(self, values: dict[str, float]) -> dict[str, float]:
+        """{"loss", "acc"} as they are."""
+        return dict(values)
 
 
 class MLPRegressor(MLP):
@@ -242,17 +268,24 @@ class MLPRegressor(MLP):
         """MSE over all elements and d loss / d predictions."""
         return mse(out, y)
 
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """MSE over all elements alone."""
+        return squared_error(out, y)
+
     def predict(self, X: Tensor) -> Tensor:
         """Predictions (N, out_dim)."""
         return self._eval_out(X, 8192)
 
-    def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
-        """{"loss", "mse", "rmse", "r2"} in eval mode; R^2 = 1 - SSE / SST over all targets."""
-        pred = self._eval_out(X, batch_size)
-        y = y.view_as(pred)
-        err = (pred - y).double()
-        m = float(err.pow(2).mean())
-        sst = float((y.double() - y.double().mean(0)).pow(2).sum())
-        sse = float(err.pow(2).sum())
+    def metric_tensors(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """MSE, SSE and SST (around each target's mean) of the predictions `out`, in float64."""
+        y = y.view_as(out)
+        err = (out - y).double()
+        return {"mse": err.pow(2).mean(), "sse": err.pow(2).sum(),
+                "sst": (y.double() - y.double().mean(0)).pow(2).sum()}
+
+    def metric_values(self, values: dict[str, float]) -> dict[str, float]:
+        """{"loss", "mse", "rmse", "r2"} (`evaluate`'s) from MSE, SSE and SST: R^2 = 1 - SSE /
+        SST over all targets, nan when SST is 0."""
+        m, sse, sst = values["mse"], values["sse"], values["sst"]
         r2 = 1.0 - sse / sst if sst > 0 else float("nan")
         return {"loss": m, "mse": m, "rmse": math.sqrt(m), "r2": r2}

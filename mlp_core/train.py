@@ -21,6 +21,8 @@ from mlp_core.diagnostics import layer_stats
 from mlp_core.model import MLP
 from mlp_core.optim import LRSchedule
 
+EVAL_CHUNK = 8192  # rows per eval-mode forward (MLP.evaluate's default batch_size)
+
 
 @dataclass
 class TrainConfig:
@@ -83,6 +85,9 @@ class Trainer:
         self.drop_last = model.batchnorm and n_train > cfg.batch_size
         self.X_probe = data.X_train[: cfg.probe_size]
         self.y_probe = data.y_train[: cfg.probe_size]
+        # Without BatchNorm the probe's train-mode pass (no dropout) is the eval pass of its
+        # rows: the first rows of the train split's eval pass, when that is one chunk.
+        self.probe_in_eval = not model.batchnorm and n_train <= EVAL_CHUNK
         self.epoch = 0
         self.step = 0
         self.status = "running"
@@ -141,13 +146,30 @@ class Trainer:
         return self._check(rec)
 
     # ------------------------------------------------------------ records
+    def _evaluate(self) -> tuple[dict[str, float], dict[str, float], tuple | None]:
+        """Eval-mode metrics of the train and val splits (read back in one sync), and the
+        probe's pass when the train split's eval pass holds it (see `probe_in_eval`)."""
+        model, d = self.model, self.data
+        probe = None
+        if self.probe_in_eval:
+            out, cache = model.forward(d.X_train, False)
+            p = self.X_probe.shape[0]
+            probe = (out[:p], {k: [t[:p] for t in v] for k, v in cache.items()})
+        else:
+            out = model._eval_out(d.X_train, EVAL_CHUNK)
+        parts = [model.metric_tensors(out, d.y_train)]
+        if self.has_val:
+            parts.append(model.metric_tensors(model._eval_out(d.X_val, EVAL_CHUNK), d.y_val))
+        values = iter(torch.stack([t for part in parts for t in part.values()]).tolist())
+        got = [model.metric_values({k: next(values) for k in part}) for part in parts]
+        return got[0], got[1] if self.has_val else {}, probe
+
     def _record(self, epoch: int, lr: float, samples_per_s: float, t0: float) -> EpochRecord:
         model, d = self.model, self.data
         t_eval = time.perf_counter()
-        tr = model.evaluate(d.X_train, d.y_train)
-        va = model.evaluate(d.X_val, d.y_val) if self.has_val else {}
+        tr, va, probe = self._evaluate()
         t_layers = time.perf_counter()
-        layers = layer_stats(model, self.X_probe, self.y_probe, self.prev_W)
+        layers = layer_stats(model, self.X_probe, self.y_probe, self.prev_W, forward=probe)
         self.prev_W = {k: v.clone() for k, v in model.params.items() if k.endswith(".W")}
         timing = {"train_s": 0.0, "eval_s": t_layers - t_eval,
                   "layers_s": time.perf_counter() - t_layers}

@@ -86,3 +86,35 @@ def test_layer_statistics_are_their_definitions(activation: str) -> None:
                 "tanh": (np.abs(a) > 0.9).mean()}[activation]
         assert row["dead_or_saturated_frac"] == pytest.approx(want, abs=1e-12)
     assert any(0 < r["dead_or_saturated_frac"] < 1 for r in rows[:2]) or activation == "gelu"
+
+
+@pytest.mark.parametrize(("batchnorm", "dropout"), [(False, 0.0), (False, 0.3), (True, 0.0)])
+def test_the_trainers_layer_rows_are_layer_stats_of_its_probe(batchnorm: bool,
+                                                              dropout: float) -> None:
+    """Without BatchNorm the Trainer takes the probe's pass from its eval pass of the train
+    split (the same computation): the rows are layer_stats' own, to float32 round-off."""
+    from mlp_core.data import load_dataset
+    from mlp_core.optim import SGD, LRSchedule
+    from mlp_core.train import TrainConfig, Trainer
+
+    with torch.inference_mode():
+        data = load_dataset("moons", n_samples=300, seed=0)
+        m = MLPClassifier(2, 2, [16, 16], batchnorm=batchnorm, dropout=dropout, seed=1)
+        cfg = TrainConfig(epochs=2, batch_size=32, probe_size=100)
+        t = Trainer(m, SGD(m.params, lr=0.1, momentum=0.9), LRSchedule(0.1, epochs=2), data, cfg)
+        assert t.probe_in_eval is not batchnorm
+        records = list(t.run())
+        t.prev_W = None  # update_ratio: nan on both sides
+        state = m.generator.get_state()
+        want = layer_stats(m, data.X_train[:100], data.y_train[:100], None)
+        got = t._record(2, 0.1, 0.0, 0.0).layers
+        assert torch.equal(m.generator.get_state(), state)  # the probe drew no dropout mask
+    assert len(records) == 3 and all(len(r.layers) == 3 for r in records)
+    for w, g in zip(want, got, strict=True):
+        for col in LAYER_COLUMNS:
+            if col == "epoch":
+                continue
+            if isinstance(w[col], str):
+                assert g[col] == w[col]
+                continue
+            assert g[col] == pytest.approx(w[col], rel=1e-5, abs=1e-6, nan_ok=True), col

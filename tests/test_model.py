@@ -177,3 +177,38 @@ def test_source_never_touches_autograd():
     for path in pathlib.Path(mlp_core.__file__).parent.glob("*.py"):
         hits = [m.group(0) for m in AUTOGRAD.finditer(path.read_text())]
         assert not hits, f"{path.name}: {hits}"
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_loss_alone_is_loss_and_grads_value_bit_for_bit(task: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(70, 5, generator=gen) * 4
+    if task == "classification":
+        m, y = MLPClassifier(5, 4, [8]), torch.randint(0, 4, (70,), generator=gen)
+    else:
+        m, y = MLPRegressor(5, 2, [8]), torch.randn(70, 2, generator=gen)
+    with torch.inference_mode():
+        out, _ = m.forward(X, train=True)
+        assert torch.equal(m.loss(out, y), m.loss_and_grad(out, y)[0])
+
+
+def test_classifier_metrics_are_cross_entropy_and_accuracy() -> None:
+    gen = torch.Generator().manual_seed(4)
+    X, y = torch.randn(90, 3, generator=gen) * 3, torch.randint(0, 5, (90,), generator=gen)
+    m = MLPClassifier(3, 5, [16], dropout=0.5)
+    with torch.inference_mode():
+        r = m.evaluate(X, y, batch_size=32)  # three chunks
+        logits = m.forward(X, train=False)[0]
+    want = torch.nn.functional.cross_entropy(logits, y)
+    assert r["loss"] == pytest.approx(float(want), rel=1e-6)
+    assert r["loss"] == float(m.loss_and_grad(logits, y)[0])  # the training loss, exactly
+    assert r["acc"] == float((logits.argmax(1) == y).double().mean())
+    assert set(r) == {"loss", "acc"} and all(type(v) is float for v in r.values())
+
+
+def test_weight_norm_is_the_norm_of_every_param() -> None:
+    m = MLPClassifier(6, 3, [7, 5], batchnorm=True, seed=5)
+    flat = torch.cat([p.double().reshape(-1) for p in m.params.values()])
+    assert m.weight_norm() == pytest.approx(float(flat.norm()), rel=1e-13)
+    assert m.weight_norm() == math.sqrt(sum(float(p.double().pow(2).sum())
+                                            for p in m.params.values()))
