@@ -9,6 +9,8 @@ STAMP   := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[harness,dev,trackers]"
+	@# our modules' bytecode once, not compiled again by each run where PYTHONDONTWRITEBYTECODE is set
+	$(BIN)/python -m compileall -q mlp_core experiments
 	@touch $(STAMP)
 
 install: $(STAMP)

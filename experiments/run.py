@@ -9,6 +9,7 @@ from __future__ import annotations
 # ruff: noqa: E402 (the collector is paused before the imports below)
 import gc
 
+_GC_ON = gc.isenabled()
 gc.disable()  # while torch, Hydra and the harness import: see the freeze after the imports
 import logging
 import math
@@ -53,7 +54,8 @@ from mlp_core.train import Trainer
 # (gc.freeze: moved to a generation no collection visits), they cost later collections nothing.
 # The few cyclic leftovers of the imports stay in memory (a few MB).
 gc.freeze()
-gc.enable()
+if _GC_ON:  # an importer that had switched it off keeps it off
+    gc.enable()
 compose_cache.install()  # jobs of a sweep: one composed base plus their values (~10x faster)
 configcopy.install()  # Hydra's copies of each job's config: by pickle (~4x faster)
 yamldump.install()  # the YAML files of each job's .hydra/: by libyaml (~3x faster)

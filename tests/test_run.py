@@ -303,3 +303,12 @@ def test_the_optuna_preset_runs_trials_and_reports_the_best(tmp_path: Path) -> N
     runs = [summary(p.parent) for p in (tmp_path / "sweep").glob(f"*/{record.SUMMARY}")]
     assert len(runs) == 3
     assert f"best_value: {max(r['best']['best_val_acc'] for r in runs)}" in best
+
+
+@pytest.mark.parametrize("gc_before", [True, False])
+def test_importing_run_leaves_the_collector_as_it_found_it_and_freezes_the_imports(
+        gc_before: bool) -> None:
+    code = (f"import gc; gc.enable() if {gc_before} else gc.disable(); import experiments.run; "
+            "print(gc.isenabled(), gc.get_freeze_count() > 100000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(gc_before), "True"]
