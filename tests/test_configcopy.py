@@ -30,9 +30,13 @@ FLAGS = ("readonly", "struct", "allow_objects", "convert", "no_deepcopy_set_node
 
 @pytest.fixture(autouse=True)
 def _restore() -> Iterator[None]:
+    from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
     yield
     compose_cache._CACHE.clear()
     configcopy.uninstall()
+    HydraConfig.instance().cfg = before
 
 
 def _composed(overrides: list[str]) -> DictConfig:
@@ -119,12 +123,34 @@ def test_parts_and_other_values_go_to_copy_deepcopy() -> None:
         configcopy.loads(configcopy.pickle.dumps([1]))
 
 
-def test_hydra_run_job_uses_it_while_installed() -> None:
-    import hydra.core.utils as hydra_utils
+@pytest.mark.parametrize("overrides", COMPOSED[:3])
+def test_hydras_masked_copy_of_a_job_is_omegaconfs(overrides: list[str]) -> None:
+    from hydra.core.hydra_config import HydraConfig
 
-    own = hydra_utils.copy
+    cfg = _composed(overrides)
+    want = OmegaConf.masked_copy(cfg, "hydra")
+    got = configcopy.masked_copy(cfg, "hydra")
+    assert _describe(got) == _describe(want)
+    assert got.hydra._get_parent() is got and cfg.hydra._get_parent() is cfg
+    HydraConfig.instance().set_config(cfg)  # Hydra's own
+    own = _describe(HydraConfig.instance().cfg)
+    configcopy.install()
+    HydraConfig.instance().set_config(cfg)
+    ours = HydraConfig.instance().cfg
+    assert _describe(ours) == own
+    assert ours.hydra._get_parent() is cfg  # linked back for interpolations, as Hydra links it
+    assert _describe(configcopy.masked_copy(cfg, "seed")) == _describe(
+        OmegaConf.masked_copy(cfg, "seed"))  # a value: OmegaConf's own
+
+
+def test_hydra_run_job_and_set_config_use_it_while_installed() -> None:
+    import hydra.core.utils as hydra_utils
+    from hydra.core.hydra_config import HydraConfig
+
+    own, own_set = hydra_utils.copy, HydraConfig.set_config
     configcopy.install()
     configcopy.install()  # idempotent
     assert hydra_utils.copy.deepcopy is configcopy.deepcopy
+    assert HydraConfig.set_config is configcopy._set_config
     configcopy.uninstall()
-    assert hydra_utils.copy is own
+    assert hydra_utils.copy is own and HydraConfig.set_config is own_set

@@ -7,9 +7,10 @@ import pickle
 import types
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 _HYDRA_UTILS_COPY: Any = None  # hydra.core.utils's own `copy` module while ours is installed
+_HYDRA_SET_CONFIG: Any = None  # HydraConfig's own set_config while ours is installed
 
 
 def dumps(cfg: DictConfig) -> bytes:
@@ -53,21 +54,61 @@ def deepcopy(x: Any, memo: dict[int, Any] | None = None) -> Any:
     return copy.deepcopy(x, memo)
 
 
+def masked_copy(cfg: DictConfig, key: str) -> DictConfig:
+    """`OmegaConf.masked_copy(cfg, key)` for one key whose value is a config node: a new root
+    holding a copy of that node, the copy made through pickle (the node's parent link set
+    aside while pickling, as `__deepcopy__` sets it aside)."""
+    node = cfg._get_node(key)
+    if not isinstance(node, DictConfig):
+        return OmegaConf.masked_copy(cfg, key)
+    parent = node.__dict__["_parent"]
+    try:
+        node.__dict__["_parent"] = None
+        blob = pickle.dumps(node, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        node.__dict__["_parent"] = parent
+    # the root takes the copy as it is (no second copy), then forgets that it was told to
+    root = DictConfig(content={key: pickle.loads(blob)}, flags={"no_deepcopy_set_nodes": True})
+    root._set_flag("no_deepcopy_set_nodes", None)
+    return root
+
+
+def _set_config(self: Any, cfg: DictConfig) -> None:
+    """Hydra's `HydraConfig.set_config` (called twice per job), its masked copy by pickle."""
+    from hydra.conf import HydraConf
+
+    assert cfg is not None
+    OmegaConf.set_readonly(cfg.hydra, True)
+    hydra_node_type = OmegaConf.get_type(cfg, "hydra")
+    assert hydra_node_type is not None and issubclass(hydra_node_type, HydraConf)
+    self.cfg = masked_copy(cfg, "hydra")
+    self.cfg.hydra._set_parent(cfg)  # interpolations from the hydra node into the job's config
+
+
 def install() -> None:
-    """Give Hydra's `run_job` (two deep copies of every job's config) our `deepcopy`."""
-    global _HYDRA_UTILS_COPY
+    """Give Hydra's `run_job` (two deep copies of every job's config) our `deepcopy`, and its
+    `HydraConfig.set_config` our `masked_copy` (idempotent)."""
+    global _HYDRA_UTILS_COPY, _HYDRA_SET_CONFIG
     import hydra.core.utils as hydra_utils
+    from hydra.core.hydra_config import HydraConfig
 
     if _HYDRA_UTILS_COPY is None:
         _HYDRA_UTILS_COPY = hydra_utils.copy
         hydra_utils.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore
+    if _HYDRA_SET_CONFIG is None:
+        _HYDRA_SET_CONFIG = HydraConfig.set_config
+        HydraConfig.set_config = _set_config  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     """Back to Hydra's own copies (tests compare the two)."""
-    global _HYDRA_UTILS_COPY
+    global _HYDRA_UTILS_COPY, _HYDRA_SET_CONFIG
     import hydra.core.utils as hydra_utils
+    from hydra.core.hydra_config import HydraConfig
 
     if _HYDRA_UTILS_COPY is not None:
         hydra_utils.copy = _HYDRA_UTILS_COPY  # type: ignore
         _HYDRA_UTILS_COPY = None
+    if _HYDRA_SET_CONFIG is not None:
+        HydraConfig.set_config = _HYDRA_SET_CONFIG  # type: ignore[method-assign]
+        _HYDRA_SET_CONFIG = None
