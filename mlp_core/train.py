@@ -85,6 +85,11 @@ class Trainer:
         self.drop_last = model.batchnorm and n_train > cfg.batch_size
         self.X_probe = data.X_train[: cfg.probe_size]
         self.y_probe = data.y_train[: cfg.probe_size]
+        # The train and val splits evaluated in one eval-mode pass over both (rows are
+        # independent in eval mode), when together they make one chunk.
+        n_val = data.X_val.shape[0]
+        self.X_eval = (torch.cat([data.X_train, data.X_val]) if self.has_val
+                       and n_train + n_val <= EVAL_CHUNK else None)
         # Without BatchNorm the probe's train-mode pass (no dropout) is the eval pass of its
         # rows: the first rows of the train split's eval pass, when that is one chunk.
         self.probe_in_eval = not model.batchnorm and n_train <= EVAL_CHUNK
@@ -147,19 +152,26 @@ class Trainer:
 
     # ------------------------------------------------------------ records
     def _evaluate(self) -> tuple[dict[str, float], dict[str, float], tuple | None]:
-        """Eval-mode metrics of the train and val splits (read back in one sync), and the
-        probe's pass when the train split's eval pass holds it (see `probe_in_eval`)."""
+        """Eval-mode metrics of the train and val splits (one pass over both where `X_eval`
+        holds them, read back in one sync), and the probe's pass when the train split's eval
+        pass holds it (see `probe_in_eval`)."""
         model, d = self.model, self.data
-        probe = None
+        probe, out_val = None, None
+        X = self.X_eval if self.X_eval is not None else d.X_train
         if self.probe_in_eval:
-            out, cache = model.forward(d.X_train, False)
+            out, cache = model.forward(X, False)
             p = self.X_probe.shape[0]
             probe = (out[:p], {k: [t[:p] for t in v] for k, v in cache.items()})
         else:
-            out = model._eval_out(d.X_train, EVAL_CHUNK)
+            out = model._eval_out(X, EVAL_CHUNK)
+        if self.X_eval is not None:
+            n_train = d.X_train.shape[0]
+            out, out_val = out[:n_train], out[n_train:]
+        elif self.has_val:
+            out_val = model._eval_out(d.X_val, EVAL_CHUNK)
         parts = [model.metric_tensors(out, d.y_train)]
         if self.has_val:
-            parts.append(model.metric_tensors(model._eval_out(d.X_val, EVAL_CHUNK), d.y_val))
+            parts.append(model.metric_tensors(out_val, d.y_val))
         values = iter(torch.stack([t for part in parts for t in part.values()]).tolist())
         got = [model.metric_values({k: next(values) for k in part}) for part in parts]
         return got[0], got[1] if self.has_val else {}, probe

@@ -164,3 +164,29 @@ def test_resume_from_saved_state_is_bit_identical(batchnorm, dropout, opt_cls):
         assert torch.equal(straight_model.buffers[k], model_b.buffers[k]), k
     assert resumed[-1].metrics["val_loss"] == straight_recs[-1].metrics["val_loss"]
     assert b.status == "completed"
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_the_epoch_metrics_of_one_pass_are_each_splits_own(batchnorm: bool) -> None:
+    """Train and val evaluated in one pass over both splits (and apart, for data too large for
+    one chunk): the metrics are model.evaluate's of each split."""
+    from mlp_core.data import load_dataset
+    from mlp_core.model import MLPClassifier
+    from mlp_core.optim import SGD, LRSchedule
+    from mlp_core.train import TrainConfig, Trainer
+
+    with torch.inference_mode():
+        data = load_dataset("moons", n_samples=400, seed=1)
+        m = MLPClassifier(2, 2, [16, 16], batchnorm=batchnorm, seed=3)
+        t = Trainer(m, SGD(m.params, lr=0.1, momentum=0.9), LRSchedule(0.1, epochs=2), data,
+                    TrainConfig(epochs=2, batch_size=32))
+        list(t.run())
+        assert t.X_eval is not None and t.X_eval.shape[0] == len(data.X_train) + len(data.X_val)
+        want = m.evaluate(data.X_train, data.y_train), m.evaluate(data.X_val, data.y_val)
+        one_pass = t._evaluate()[:2]
+        t.X_eval = None
+        apart = t._evaluate()[:2]
+    for got in (one_pass, apart):
+        for w, g in zip(want, got, strict=True):
+            assert g["acc"] == w["acc"]
+            assert g["loss"] == pytest.approx(w["loss"], rel=1e-6)
