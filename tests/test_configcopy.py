@@ -8,14 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, Node, OmegaConf, ReadonlyConfigError
 
 import experiments.harness.schema  # noqa: F401 (registers the structured configs)
 from experiments.harness import compose_cache, configcopy
-from experiments.paths import CONF_DIR
+from tests.helpers import hydra_composed
 
 COMPOSED = [
     [],
@@ -37,14 +34,6 @@ def _restore() -> Iterator[None]:
     compose_cache._CACHE.clear()
     configcopy.uninstall()
     HydraConfig.instance().cfg = before
-
-
-def _composed(overrides: list[str]) -> DictConfig:
-    compose_cache.uninstall()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="run"):
-        return GlobalHydra.instance().config_loader().load_configuration(
-            "config", overrides, RunMode.RUN)
 
 
 def _nodes(node: Node, path: str = "") -> Iterator[tuple[str, Node]]:
@@ -81,7 +70,7 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
 
 @pytest.mark.parametrize("overrides", COMPOSED)
 def test_a_composed_config_copies_as_deepcopy_copies_it(overrides: list[str]) -> None:
-    cfg = _composed(overrides)
+    cfg = hydra_composed(overrides)
     OmegaConf.set_readonly(cfg.hydra, True)  # as Hydra leaves it for the job
     want, got = copy.deepcopy(cfg), configcopy.deepcopy(cfg)
     assert _describe(got) == _describe(want) == _describe(cfg)
@@ -98,7 +87,7 @@ def test_a_node_linked_outside_its_tree_is_linked_to_the_copy() -> None:
     """Hydra's HydraConfig: a masked copy whose `hydra` node points back at the job's config
     (for interpolations); deepcopy re-links it to the copy, and so does configcopy, without
     copying the job's config along or changing the original's link."""
-    cfg = _composed(["seed=4"])
+    cfg = hydra_composed(["seed=4"])
     masked = OmegaConf.masked_copy(cfg, "hydra")
     masked.hydra._set_parent(cfg)
     want, got = copy.deepcopy(masked), configcopy.deepcopy(masked)
@@ -115,7 +104,7 @@ def test_a_value_pickle_cannot_take_falls_back_to_deepcopy() -> None:
 
 
 def test_parts_and_other_values_go_to_copy_deepcopy() -> None:
-    cfg = _composed([])
+    cfg = hydra_composed([])
     part = configcopy.deepcopy(cfg.optim)  # a subtree: its parent is kept, as deepcopy keeps it
     assert part._get_parent() is cfg and part is not cfg.optim
     assert configcopy.deepcopy([1, {"a": 2}]) == [1, {"a": 2}]
@@ -127,7 +116,7 @@ def test_parts_and_other_values_go_to_copy_deepcopy() -> None:
 def test_hydras_masked_copy_of_a_job_is_omegaconfs(overrides: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    cfg = _composed(overrides)
+    cfg = hydra_composed(overrides)
     want = OmegaConf.masked_copy(cfg, "hydra")
     got = configcopy.masked_copy(cfg, "hydra")
     assert _describe(got) == _describe(want)

@@ -7,14 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 import experiments.harness.schema  # noqa: F401 (registers the structured configs)
-from experiments.harness import compose_cache, yamldump
-from experiments.paths import CONF_DIR
+from experiments.harness import yamldump
+from tests.helpers import hydra_composed
 
 pytestmark = pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False),
                                 reason="PyYAML without libyaml: yamldump is not installed")
@@ -39,14 +36,6 @@ def _restore() -> Iterator[None]:
     yamldump.uninstall()
 
 
-def _composed(overrides: list[str]) -> DictConfig:
-    compose_cache.uninstall()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="run"):
-        return GlobalHydra.instance().config_loader().load_configuration(
-            "config", overrides, RunMode.RUN)
-
-
 def _both(cfg: object, **kw: bool) -> tuple[str, str]:
     yamldump.uninstall()
     own = OmegaConf.to_yaml(cfg, **kw)
@@ -56,7 +45,7 @@ def _both(cfg: object, **kw: bool) -> tuple[str, str]:
 
 @pytest.mark.parametrize("overrides", COMPOSED)
 def test_what_hydra_writes_into_a_job_is_the_same_text(overrides: list[str]) -> None:
-    cfg = _composed(overrides)
+    cfg = hydra_composed(overrides)
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     for part in (cfg, task, OmegaConf.masked_copy(cfg, "hydra"), cfg.hydra.overrides.task):
         own, ours = _both(part)
@@ -88,7 +77,7 @@ def test_random_strings_are_written_as_omegaconf_writes_them() -> None:
 
 def test_hydras_own_record_of_a_job_is_written_by_libyaml() -> None:
     """The point of it: hydra.yaml (with the run dir's `""` default) takes the fast path."""
-    hydra = OmegaConf.masked_copy(_composed(["seed=3"]), "hydra")
+    hydra = OmegaConf.masked_copy(hydra_composed(["seed=3"]), "hydra")
     text = yamldump.to_yaml(hydra)
     assert '""' in text and not yamldump._DOUBLE_QUOTED.search(text)
 
