@@ -175,13 +175,13 @@ class MLP:
 
     def evaluate(self, X: Tensor, y: Tensor, batch_size: int = 8192) -> dict[str, float]:
         """Eval-mode loss and task metrics on (X, y)."""
-        return self.metrics(self._eval_out(X, batch_size), y)
+        return self.read_metrics([self.metric_tensors(self._eval_out(X, batch_size), y)])[0]
 
-    def metrics(self, out: Tensor, y: Tensor) -> dict[str, float]:
-        """`evaluate`'s loss and task metrics of the eval-mode outputs `out` of (X, y)."""
-        t = self.metric_tensors(out, y)
-        return self.metric_values(dict(zip(t, torch.stack(list(t.values())).tolist(),
-                                           strict=True)))
+    def read_metrics(self, parts: list[dict[str, Tensor]]) -> list[dict[str, float]]:
+        """`metric_values` of each `metric_tensors` dict of `parts` (splits), all read back in
+        one sync."""
+        values = iter(torch.stack([t for part in parts for t in part.values()]).tolist())
+        return [self.metric_values({k: next(values) for k in part}) for part in parts]
 
     def metric_tensors(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         """The 0-d float64 tensors `metric_values` turns into the metrics (read back by the

@@ -172,8 +172,7 @@ class Trainer:
         parts = [model.metric_tensors(out, d.y_train)]
         if self.has_val:
             parts.append(model.metric_tensors(out_val, d.y_val))
-        values = iter(torch.stack([t for part in parts for t in part.values()]).tolist())
-        got = [model.metric_values({k: next(values) for k in part}) for part in parts]
+        got = model.read_metrics(parts)
         return got[0], got[1] if self.has_val else {}, probe
 
     def _record(self, epoch: int, lr: float, samples_per_s: float, t0: float) -> EpochRecord:
