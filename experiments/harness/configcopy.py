@@ -23,15 +23,20 @@ def dumps(cfg: DictConfig) -> bytes:
     job's config) is linked to `cfg` while pickling, as `__deepcopy__` re-links it, so the
     copy holds nothing but `cfg`'s own tree."""
     content = cfg.__dict__["_content"]
-    children = list(content.values()) if isinstance(content, dict) else []
-    parents = [child.__dict__["_parent"] for child in children]
+    return _pickled(cfg, list(content.values()) if isinstance(content, dict) else [], cfg)
+
+
+def _pickled(obj: Any, nodes: list[Any], parent: Any) -> bytes:
+    """`obj` pickled while each of `nodes` has its parent link set to `parent` (put back
+    after), so pickle follows no link out of the tree being copied."""
+    before = [node.__dict__["_parent"] for node in nodes]
     try:
-        for child in children:
-            child.__dict__["_parent"] = cfg
-        return pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
+        for node in nodes:
+            node.__dict__["_parent"] = parent
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
-        for child, parent in zip(children, parents, strict=True):
-            child.__dict__["_parent"] = parent
+        for node, link in zip(nodes, before, strict=True):
+            node.__dict__["_parent"] = link
 
 
 def loads(blob: bytes) -> DictConfig:
@@ -61,14 +66,9 @@ def masked_copy(cfg: DictConfig, key: str) -> DictConfig:
     node = cfg._get_node(key)
     if not isinstance(node, DictConfig):
         return OmegaConf.masked_copy(cfg, key)
-    parent = node.__dict__["_parent"]
-    try:
-        node.__dict__["_parent"] = None
-        blob = pickle.dumps(node, protocol=pickle.HIGHEST_PROTOCOL)
-    finally:
-        node.__dict__["_parent"] = parent
     # the root takes the copy as it is (no second copy), then forgets that it was told to
-    root = DictConfig(content={key: pickle.loads(blob)}, flags={"no_deepcopy_set_nodes": True})
+    root = DictConfig(content={key: pickle.loads(_pickled(node, [node], None))},
+                      flags={"no_deepcopy_set_nodes": True})
     root._set_flag("no_deepcopy_set_nodes", None)
     return root
 
