@@ -31,6 +31,7 @@ from experiments.paths import COMPARE_PY, CONF_DIR, RUN_PY
 
 PARTITION = "cpu"  # the one partition tests/cluster/slurm.sh creates
 TIMING = ("epoch_time_s", "samples_per_s")
+REQUEUE_SETTLE_S = 3.0  # how long a requeued job is held before the tests start it
 # Every job: one CPU; a worker that inherits nothing from the launching process's environment
 # (--export=NONE; srun then passes on only what the batch script itself sets), as on a
 # cluster whose nodes start jobs from a clean login environment.
@@ -169,10 +170,13 @@ def assert_same_run(resumed: Path, straight: Path) -> None:
 
 @pytest.fixture
 def release_requeued() -> Iterator[None]:
-    """Slurm holds a requeued job for 2 minutes (BeginTime); start it at once instead."""
+    """Slurm holds a requeued job for 2 minutes (BeginTime); start it after a few seconds instead.
+    Not at once: slurmd revokes the old attempt's credential by the second, so an attempt started
+    within the second of the requeue is killed ("Job credential revoked") and the job FAILS."""
     import threading
 
     stop = threading.Event()
+    held_since: dict[str, float] = {}
 
     def loop() -> None:
         while not stop.wait(1.0):
@@ -180,9 +184,13 @@ def release_requeued() -> Iterator[None]:
                                text=True)
             for line in p.stdout.splitlines():
                 job, _, reason = line.partition(" ")
-                if reason.strip() == "BeginTime":
+                if reason.strip() != "BeginTime":
+                    continue
+                first = held_since.setdefault(job, time.monotonic())
+                if time.monotonic() - first >= REQUEUE_SETTLE_S:
                     subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"],
                                    capture_output=True)
+                    del held_since[job]
 
     t = threading.Thread(target=loop, daemon=True)
     t.start()
