@@ -59,24 +59,44 @@ def batchnorm_forward(
         # x instead of three, the form of PyTorch's own CPU inference kernel
         a = torch.rsqrt(running_var + eps).mul_(gamma)
         return torch.addcmul(torch.addcmul(beta, running_mean, a, value=-1), x, a), None
+    out, cache, total, var = batchnorm_train(x, gamma, beta, eps)
+    if update_running:
+        update_running_stats([running_mean], [running_var], [total], [var], x.shape[0], momentum)
+    return out, cache
+
+
+def batchnorm_train(x: Tensor, gamma: Tensor, beta: Tensor,
+                    eps: float = 1e-5) -> tuple[Tensor, tuple, Tensor, Tensor]:
+    """Train-mode BatchNorm without the running stats: out, the cache for backward, and the
+    column sums and biased variance of x for `update_running_stats` (the model updates every
+    layer's running stats in one go after its forward)."""
     n = x.shape[0]
     if n < 2:  # one sample has no variance: out would be beta and no gradient would flow
         raise ValueError(f"BatchNorm in training needs a batch of at least 2 samples, got {n}")
     # Two passes (mean, then the mean square of x - mu), the centred x reused for xhat: as
     # exact as torch.var_mean's Welford update and half its time on (64, 64) batches, whose
     # column reductions take ~50 us there against ~8 us for a mean.
-    # Means as a sum times 1/n: `Tensor.mean` of float32 goes through a dtype round trip on
-    # the CPU that costs more than the sum itself on such small batches.
-    mu = x.sum(0).mul_(1.0 / n)
-    xc = x - mu
+    # The mean as the column sum times 1/n, folded into the subtraction (x - sum / n in one
+    # kernel): `Tensor.mean` of float32 goes through a dtype round trip on the CPU that costs
+    # more than the sum itself on such small batches.
+    total = x.sum(0)
+    xc = torch.sub(x, total, alpha=1.0 / n)
     var = (xc * xc).sum(0).mul_(1.0 / n)  # biased variance normalizes
-    if update_running:  # towards the unbiased variance: var * n / (n - 1), folded into alpha
-        running_mean.mul_(1.0 - momentum).add_(mu, alpha=momentum)
-        running_var.mul_(1.0 - momentum).add_(var, alpha=momentum * n / (n - 1))
-    istd = torch.rsqrt(var + eps)
+    istd = (var + eps).rsqrt_()
     xhat = xc.mul_(istd)
     out = torch.addcmul(beta, xhat, gamma)
-    return out, (xhat, gamma, istd)
+    return out, (xhat, gamma, istd), total, var
+
+
+def update_running_stats(running_means: list[Tensor], running_vars: list[Tensor],
+                         totals: list[Tensor], variances: list[Tensor], n: int,
+                         momentum: float = 0.1) -> None:
+    """Move each running mean by `momentum` towards its batch mean (total / n) and each running
+    var towards the *unbiased* batch variance (var * n / (n - 1)), in place: PyTorch's
+    BatchNorm1d rule, for several layers in three kernels (`torch._foreach_*`)."""
+    torch._foreach_mul_(running_means + running_vars, 1.0 - momentum)
+    torch._foreach_add_(running_means, totals, alpha=momentum / n)
+    torch._foreach_add_(running_vars, variances, alpha=momentum * n / (n - 1))
 
 
 def batchnorm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
@@ -90,9 +110,10 @@ def batchnorm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tens
     n = dout.shape[0]
     dbeta = dout.sum(0)
     dgamma = (dout * xhat).sum(0)
-    # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma; written as
-    # addcmul, scale, add, scale: four kernels where the formula's arithmetic makes six
-    dx = torch.addcmul(dbeta, xhat, dgamma).mul_(-1.0 / n).add_(dout).mul_(gamma * istd)
+    # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma, so
+    # dx = gamma * istd * (dout - xhat * dgamma / n - dbeta / n): three kernels on (N, D)
+    dx = torch.addcmul(dout, xhat, dgamma, value=-1.0 / n).add_(dbeta, alpha=-1.0 / n)
+    dx.mul_(gamma * istd)
     return dx, dgamma, dbeta
 
 

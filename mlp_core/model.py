@@ -15,10 +15,12 @@ from mlp_core.layers import (
     act_forward,
     batchnorm_backward,
     batchnorm_forward,
+    batchnorm_train,
     dropout_backward,
     dropout_forward,
     linear_backward,
     linear_forward,
+    update_running_stats,
 )
 from mlp_core.losses import cross_entropy, mse, softmax_cross_entropy, squared_error
 
@@ -117,16 +119,22 @@ class MLP:
         drop = train and use_dropout and self.dropout > 0
         h = X
         inputs, pre, post, bn_caches, masks = [], [], [], [], []
+        totals: list[Tensor] = []  # BatchNorm's batch sums and variances, per layer
+        batch_vars: list[Tensor] = []
         for i in range(self.n_hidden):
             W, b = self._fc[i]
             inputs.append(h)
             z = linear_forward(h, P[W], P[b])  # (N, h_i) = h @ W + b
             if self.batchnorm:
                 gamma, beta, mean, var = self._bn[i]
-                z, bn_cache = batchnorm_forward(
-                    z, P[gamma], P[beta], self.buffers[mean], self.buffers[var],
-                    train, self.bn_momentum, self.bn_eps, update_running,
-                )
+                if train:  # the running stats of every layer are updated after the loop
+                    z, bn_cache, total, batch_var = batchnorm_train(z, P[gamma], P[beta],
+                                                                    self.bn_eps)
+                    totals.append(total)
+                    batch_vars.append(batch_var)
+                else:
+                    z, bn_cache = batchnorm_forward(z, P[gamma], P[beta], self.buffers[mean],
+                                                    self.buffers[var], False, eps=self.bn_eps)
                 bn_caches.append(bn_cache)
             a = act_forward(act, z)
             pre.append(z)
@@ -135,6 +143,11 @@ class MLP:
                 a, mask = dropout_forward(a, self.dropout, self.generator)
                 masks.append(mask)
             h = a
+        if totals and update_running:
+            B = self.buffers
+            update_running_stats([B[names[2]] for names in self._bn],
+                                 [B[names[3]] for names in self._bn], totals, batch_vars,
+                                 X.shape[0], self.bn_momentum)
         W, b = self._fc[self.n_hidden]
         inputs.append(h)
         out = linear_forward(h, P[W], P[b])
