@@ -65,6 +65,15 @@ def batchnorm_forward(
     return out, cache
 
 
+def batchnorm_fold(W: Tensor, b: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor,
+                   running_var: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """(W', b') with h @ W' + b' = eval-mode BatchNorm of h @ W + b: the running stats' affine
+    map x * a + (beta - mean * a), a = gamma / sqrt(var + eps), folded into the Linear before
+    it, so an eval pass makes one GEMM per layer instead of a GEMM and a pass over its output."""
+    a = torch.rsqrt(running_var + eps).mul_(gamma)
+    return W * a, torch.addcmul(beta, b - running_mean, a)
+
+
 def batchnorm_train(x: Tensor, gamma: Tensor, beta: Tensor,
                     eps: float = 1e-5) -> tuple[Tensor, tuple, Tensor, Tensor]:
     """Train-mode BatchNorm without the running stats: out, the cache for backward, and the

@@ -14,7 +14,7 @@ from mlp_core.layers import (
     act_backward,
     act_forward,
     batchnorm_backward,
-    batchnorm_forward,
+    batchnorm_fold,
     batchnorm_train,
     dropout_backward,
     dropout_forward,
@@ -124,18 +124,20 @@ class MLP:
         for i in range(self.n_hidden):
             W, b = self._fc[i]
             inputs.append(h)
-            z = linear_forward(h, P[W], P[b])  # (N, h_i) = h @ W + b
-            if self.batchnorm:
+            if self.batchnorm and not train:  # eval: BatchNorm folded into the Linear (no cache)
                 gamma, beta, mean, var = self._bn[i]
-                if train:  # the running stats of every layer are updated after the loop
-                    z, bn_cache, total, batch_var = batchnorm_train(z, P[gamma], P[beta],
-                                                                    self.bn_eps)
-                    totals.append(total)
-                    batch_vars.append(batch_var)
-                else:
-                    z, bn_cache = batchnorm_forward(z, P[gamma], P[beta], self.buffers[mean],
-                                                    self.buffers[var], False, eps=self.bn_eps)
+                z = linear_forward(h, *batchnorm_fold(P[W], P[b], P[gamma], P[beta],
+                                                      self.buffers[mean], self.buffers[var],
+                                                      self.bn_eps))
+                bn_caches.append(None)
+            else:
+                z = linear_forward(h, P[W], P[b])  # (N, h_i) = h @ W + b
+            if self.batchnorm and train:  # the running stats are updated after the loop
+                gamma, beta = self._bn[i][:2]
+                z, bn_cache, total, batch_var = batchnorm_train(z, P[gamma], P[beta], self.bn_eps)
                 bn_caches.append(bn_cache)
+                totals.append(total)
+                batch_vars.append(batch_var)
             a = act_forward(act, z)
             pre.append(z)
             post.append(a)
