@@ -13,34 +13,53 @@ ROUNDOFF_ULPS = 16.0  # how many ulps of max(|loss|, 1) one loss evaluation may 
 KINK_RETRIES = 3  # a step that crosses a kink is retried this many times, 10x smaller each
 
 
-def _signs(model: MLP, cache: dict) -> Tensor | None:
-    """Sign pattern of every pre-activation of a kinked activation (None for smooth ones)."""
-    if model.activation in KINKED and cache["pre"]:
-        return torch.cat(cache["pre"], dim=1) > 0  # (N, sum of widths): one compare, not one per layer
+def _signs(model: MLP, pre: list[Tensor]) -> Tensor | None:
+    """Sign pattern of the pre-activations `pre` of a kinked activation (None for smooth ones
+    or no hidden layer)."""
+    if model.activation in KINKED and pre:
+        return torch.cat(pre, dim=1) > 0  # (N, sum of widths): one compare, not one per layer
     return None
 
 
-def _loss(model: MLP, X: Tensor, y: Tensor, rng_state: Tensor) -> tuple[float, Tensor | None]:
-    """Loss with a fixed dropout mask, and the sign pattern of the pre-activations (for kinks)."""
-    model.generator.set_state(rng_state)  # the same dropout mask on every evaluation
-    out, cache = model.forward(X, True, update_running=False)
-    return float(model.loss(out, y)), _signs(model, cache)
+def _layer(name: str) -> int:
+    """The Linear layer a parameter belongs to: fc2.W, fc2.b, bn2.gamma, bn2.beta -> 2."""
+    return int(name.split(".")[0][2:])
 
 
 class _Probe:
-    """Central differences of the loss in one entry of one parameter tensor."""
+    """Central differences of the loss in one entry of one parameter tensor.
 
-    def __init__(self, m: MLP, X: Tensor, y: Tensor, signs0: Tensor | None,
-                 rng_state: Tensor) -> None:
-        self.m, self.X, self.y, self.signs0, self.rng_state = m, X, y, signs0, rng_state
+    A parameter of layer i changes nothing before it, so without dropout (whose masks are drawn
+    layer by layer from one generator) each loss reruns only layers i.. from the unperturbed
+    pass's input to layer i (`MLP.forward_from`): the same values, bit for bit, in fewer
+    kernels. Its kinks are likewise looked for in layers i.. only."""
+
+    def __init__(self, m: MLP, X: Tensor, y: Tensor, cache: dict, rng_state: Tensor) -> None:
+        self.m, self.y, self.rng_state = m, y, rng_state
+        self.inputs = cache["inputs"] if m.dropout == 0 else [X]
+        self.pre = cache["pre"]
+        self.start = 0
+        self.signs0 = _signs(m, self.pre)
+
+    def at_layer(self, i: int) -> None:
+        """Perturb parameters of layer i from now on."""
+        self.start = i if self.m.dropout == 0 else 0
+        self.signs0 = _signs(self.m, self.pre[self.start:])
+
+    def _loss(self) -> tuple[float, Tensor | None]:
+        """Loss with a fixed dropout mask, and the sign pattern of the pre-activations."""
+        self.m.generator.set_state(self.rng_state)  # the same dropout mask on every evaluation
+        out, cache = self.m.forward_from(self.start, self.inputs[self.start], True,
+                                         update_running=False)
+        return float(self.m.loss(out, self.y)), _signs(self.m, cache["pre"])
 
     def quotient(self, flat: Tensor, j: int, h: float) -> tuple[float, float] | None:
         """(numeric gradient, its round-off bound) at step h; None if the step crosses a kink."""
         old = float(flat[j])
         flat[j] = old + h
-        lp, sp = _loss(self.m, self.X, self.y, self.rng_state)
+        lp, sp = self._loss()
         flat[j] = old - h
-        lm, sm = _loss(self.m, self.X, self.y, self.rng_state)
+        lm, sm = self._loss()
         flat[j] = old
         if self.signs0 is not None and not (torch.equal(sp, self.signs0)
                                             and torch.equal(sm, self.signs0)):
@@ -84,13 +103,14 @@ def gradcheck(
     out, cache = m.forward(X, True, update_running=False)
     _, dout = m.loss_and_grad(out, y)
     grads = m.backward(dout, cache)
-    probe = _Probe(m, X, y, _signs(m, cache), rng_state)
+    probe = _Probe(m, X, y, cache, rng_state)
     second = 0.1 if probe.signs0 is not None else 10.0
 
     gen = torch.Generator().manual_seed(seed)
     total = sum(p.numel() for p in m.params.values())
     worst = 0.0
     for name, p in m.params.items():
+        probe.at_layer(_layer(name))
         flat, gflat = p.view(-1), grads[name].reshape(-1)
         k = p.numel() if total <= n_checks else max(per_tensor, round(n_checks * p.numel() / total))
         idx = torch.randperm(p.numel(), generator=gen)[: min(k, p.numel())]

@@ -115,13 +115,22 @@ class MLP:
         update_running=False leaves the BatchNorm running stats alone in train mode;
         use_dropout=False skips dropout in train mode (no mask drawn, the RNG untouched).
         """
+        return self.forward_from(0, X, train, update_running, use_dropout)
+
+    def forward_from(self, start: int, h: Tensor, train: bool = True, update_running: bool = True,
+                     use_dropout: bool = True) -> tuple[Tensor, dict[str, Any]]:
+        """`forward` from Linear layer `start` on, `h` being that layer's input (`inputs[start]`
+        of an earlier cache): the same out, the cache of layers start.. only. A gradient check
+        that moves a parameter of layer `start` reruns just these layers."""
+        if not 0 <= start <= self.n_hidden:
+            raise ValueError(f"start must be a Linear layer, 0..{self.n_hidden}, got {start}")
         P, act = self.params, self.activation
         drop = train and use_dropout and self.dropout > 0
-        h = X
+        n = h.shape[0]
         inputs, pre, post, bn_caches, masks = [], [], [], [], []
         totals: list[Tensor] = []  # BatchNorm's batch sums and variances, per layer
         batch_vars: list[Tensor] = []
-        for i in range(self.n_hidden):
+        for i in range(start, self.n_hidden):
             W, b = self._fc[i]
             inputs.append(h)
             if self.batchnorm and not train:  # eval: BatchNorm folded into the Linear (no cache)
@@ -147,9 +156,9 @@ class MLP:
             h = a
         if totals and update_running:
             B = self.buffers
-            update_running_stats([B[names[2]] for names in self._bn],
-                                 [B[names[3]] for names in self._bn], totals, batch_vars,
-                                 X.shape[0], self.bn_momentum)
+            update_running_stats([B[names[2]] for names in self._bn[start:]],
+                                 [B[names[3]] for names in self._bn[start:]], totals, batch_vars,
+                                 n, self.bn_momentum)
         W, b = self._fc[self.n_hidden]
         inputs.append(h)
         out = linear_forward(h, P[W], P[b])

@@ -212,3 +212,24 @@ def test_weight_norm_is_the_norm_of_every_param() -> None:
     assert m.weight_norm() == pytest.approx(float(flat.norm()), rel=1e-13)
     assert m.weight_norm() == math.sqrt(sum(float(p.double().pow(2).sum())
                                             for p in m.params.values()))
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_forward_from_a_layer_is_the_tail_of_forward_bit_for_bit(batchnorm: bool) -> None:
+    # what the gradient check relies on to rerun only the layers after a perturbed parameter
+    m = MLPClassifier(5, 3, [6, 7, 4], batchnorm=batchnorm, dtype=torch.float64, seed=2)
+    X = torch.randn(9, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.inference_mode():
+        before = {k: v.clone() for k, v in m.buffers.items()}
+        out, cache = m.forward(X, True, update_running=False)
+        m.backward(m.loss_and_grad(out, torch.arange(9) % 3)[1], cache)  # must not touch cache
+        for start in range(len(cache["inputs"])):
+            tail_out, tail = m.forward_from(start, cache["inputs"][start], True,
+                                            update_running=False)
+            assert torch.equal(tail_out, out)
+            for key in ("inputs", "pre", "post"):
+                assert len(tail[key]) == len(cache[key][start:])
+                assert all(torch.equal(a, b) for a, b in zip(tail[key], cache[key][start:]))
+        assert all(torch.equal(m.buffers[k], v) for k, v in before.items())
+        with pytest.raises(ValueError, match="start must be a Linear layer, 0..3, got 4"):
+            m.forward_from(4, cache["inputs"][3])
