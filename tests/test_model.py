@@ -229,7 +229,7 @@ def test_forward_from_a_layer_is_the_tail_of_forward_bit_for_bit(batchnorm: bool
             assert torch.equal(tail_out, out)
             for key in ("inputs", "pre", "post"):
                 assert len(tail[key]) == len(cache[key][start:])
-                assert all(torch.equal(a, b) for a, b in zip(tail[key], cache[key][start:]))
+                assert all(torch.equal(a, b) for a, b in zip(tail[key], cache[key][start:], strict=True))
         assert all(torch.equal(m.buffers[k], v) for k, v in before.items())
         with pytest.raises(ValueError, match="start must be a Linear layer, 0..3, got 4"):
             m.forward_from(4, cache["inputs"][3])
