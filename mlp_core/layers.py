@@ -147,17 +147,24 @@ def act_forward(name: str, x: Tensor) -> Tensor:
 def act_backward(name: str, dout: Tensor, x: Tensor, out: Tensor, inplace: bool = False) -> Tensor:
     """d loss / d x given d loss / d out, the pre-activation x and the output out.
 
-    inplace=True lets relu write the result into dout (the model passes a dout it owns)."""
+    inplace=True lets relu, sigmoid and tanh write the result into dout (the model passes a
+    dout it owns)."""
     if name == "relu":  # dout * (out > 0), as one fused kernel (no bool mask, no dtype cast)
         if inplace:
             return torch.ops.aten.threshold_backward.grad_input(dout, out, 0, grad_input=dout)
         return torch.ops.aten.threshold_backward(dout, out, 0)
     if name == "leaky_relu":
         return torch.where(x > 0, dout, dout * LEAKY_SLOPE)
+    # sigmoid and tanh: their derivatives from the output, each as one fused ATen kernel (a
+    # plain elementwise op, like relu's threshold_backward) instead of three
     if name == "sigmoid":  # s' = s (1 - s)
-        return dout * out * (1.0 - out)
+        if inplace:
+            return torch.ops.aten.sigmoid_backward.grad_input(dout, out, grad_input=dout)
+        return torch.ops.aten.sigmoid_backward(dout, out)
     if name == "tanh":  # t' = 1 - t^2
-        return dout * (1.0 - out * out)
+        if inplace:
+            return torch.ops.aten.tanh_backward.grad_input(dout, out, grad_input=dout)
+        return torch.ops.aten.tanh_backward(dout, out)
     if name == "gelu":  # (x Phi)' = Phi(x) + x phi(x); phi underflows to 0 for large |x|
         Phi = 0.5 * (1.0 + torch.erf(x * _INV_SQRT2))
         phi = torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
