@@ -138,16 +138,20 @@ def suptitle(fig: plt.Figure, text: str) -> None:
 
 def fit_title(fig: plt.Figure) -> None:
     """If the title collides with a legend outside the axes (they share the top right corner),
-    re-wrap it into the span left of the legend and center it there. Costs one layout pass,
-    only for figures with such a legend."""
+    re-wrap it into the span left of the legend and center it there.
+
+    Measured before the layout runs, with no draw pass (which cost ~1.4 s a figure): where the
+    legend and the title lie across the figure does not depend on the layout (a figure legend
+    is anchored to the figure's edge, the title centred on it; the layout moves the title a few
+    pixels up, never sideways), and both hug the top edge, so overlapping across is colliding.
+    """
     title, text = _TITLES.pop(fig, (None, ""))
     if title is None or not fig.legends:
         return
-    fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     box = title.get_window_extent(renderer)
     legends = [leg.get_window_extent(renderer) for leg in fig.legends]
-    if not any(box.overlaps(b) for b in legends):
+    if not any(box.x0 <= b.x1 and b.x0 <= box.x1 for b in legends):
         return
     right = min(b.x0 for b in legends)  # pixels from the figure's left edge
     title.set_text(wrap(text, 0.96 * right / fig.dpi))
