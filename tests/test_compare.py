@@ -237,15 +237,16 @@ def test_layers_over_epochs_are_seed_means_of_hidden_layers_of_completed_runs(tm
 
 
 TEXT_CHECK_FACTORS = [{"init": ["he", "xavier", "normal"]},
+                      {"activation": ["relu", "sigmoid"]},  # the demo's regression study
                       {"activation": ["relu", "sigmoid"], "init": ["he", "xavier"],
                        "depth": [2, 8], "optim.weight_decay": [0.0, 0.0001]}]
 
 
-@pytest.mark.parametrize("factors", TEXT_CHECK_FACTORS, ids=["1 factor", "4 factors"])
+@pytest.mark.parametrize("factors", TEXT_CHECK_FACTORS, ids=["1 factor", "2 levels", "4 factors"])
 def test_every_text_fits_inside_its_figure_and_titles_clear_the_legend(
         factors: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without bbox_inches="tight": the layout alone keeps titles, labels and legends on the
-    canvas, and the wrapped title never runs under a legend."""
+    canvas, and neither the wrapped title nor a panel's title runs under a legend."""
     from matplotlib.text import Text
 
     real_save, seen = style.PlotSpec.save, []
@@ -265,9 +266,10 @@ def test_every_text_fits_inside_its_figure_and_titles_clear_the_legend(
             assert b.x0 >= -1 and b.x1 <= width + 1 and b.y0 >= -1 and b.y1 <= height + 1, \
                 (name, t.get_text(), b.bounds, (width, height))
         title = [t for t in texts if t.get_text() == fig.get_suptitle()]
+        panel_titles = [ax.title for ax in fig.axes if ax.title.get_text().strip()]
         for leg in fig.legends:
             assert not any(t.get_window_extent(r).overlaps(leg.get_window_extent(r))
-                           for t in title), name
+                           for t in title + panel_titles), name
         seen.append(name)
         return real_save(self, fig, name)
 

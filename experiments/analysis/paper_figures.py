@@ -91,7 +91,7 @@ def percentile_bands(a: Analysis, spec: PlotSpec) -> Path | None:
             ax.plot(steps, lay[f"pre_p{p}"], color="0.35", lw=0.9, ls="--")
         seed = "" if c.seed is None else f", seed {fmt(c.seed)}"
         layer = int(lay["layer"].iloc[0])
-        ax.set_title(wrap(f"({chr(97 + j)}) {c.label}{seed}: fc{layer} input", 3.3),
+        ax.set_title(wrap(f"({chr(97 + j)}) {c.label}{seed}: fc{layer} input", 2.6),
                      fontsize="medium")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
