@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from mlp_core.scalars import scalar
+
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "silu")
 LEAKY_SLOPE = 0.01
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -103,7 +105,8 @@ def update_running_stats(running_means: list[Tensor], running_vars: list[Tensor]
     """Move each running mean by `momentum` towards its batch mean (total / n) and each running
     var towards the *unbiased* batch variance (var * n / (n - 1)), in place: PyTorch's
     BatchNorm1d rule, for several layers in three kernels (`torch._foreach_*`)."""
-    torch._foreach_mul_(running_means + running_vars, 1.0 - momentum)
+    # the factor as a 0-d tensor: CPU `_foreach_mul_` converts a Python float once per tensor
+    torch._foreach_mul_(running_means + running_vars, scalar(1.0 - momentum, running_means[0]))
     torch._foreach_add_(running_means, totals, alpha=momentum / n)
     torch._foreach_add_(running_vars, variances, alpha=momentum * n / (n - 1))
 

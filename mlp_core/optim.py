@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from mlp_core.scalars import scalar as _scalar
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -31,19 +32,6 @@ def _integer(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
-
-
-@functools.lru_cache(maxsize=64)
-def _scalar_of(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.tensor(value, dtype=dtype, device=device)
-
-
-def _scalar(value: float, like: Tensor) -> Tensor:
-    """`value` as a 0-d tensor of like's dtype and device, made once: CPU `_foreach_mul_` with
-    a Python float converts it for every tensor of the list (64 us for 26 tensors against 29
-    with a tensor), and the product is the same bit for bit (the float is rounded to the
-    dtype either way; tests/test_optim.py)."""
-    return _scalar_of(float(value), like.dtype, like.device)
 
 
 class _Optimizer:
