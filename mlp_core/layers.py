@@ -61,9 +61,10 @@ def batchnorm_forward(
         # x instead of three, the form of PyTorch's own CPU inference kernel
         a = torch.rsqrt(running_var + eps).mul_(gamma)
         return torch.addcmul(torch.addcmul(beta, running_mean, a, value=-1), x, a), None
-    out, cache, total, var = batchnorm_train(x, gamma, beta, eps)
+    out, cache, total, sq_dev = batchnorm_train(x, gamma, beta, eps)
     if update_running:
-        update_running_stats([running_mean], [running_var], [total], [var], x.shape[0], momentum)
+        update_running_stats([running_mean], [running_var], [total], [sq_dev], x.shape[0],
+                             momentum)
     return out, cache
 
 
@@ -78,9 +79,10 @@ def batchnorm_fold(W: Tensor, b: Tensor, gamma: Tensor, beta: Tensor, running_me
 
 def batchnorm_train(x: Tensor, gamma: Tensor, beta: Tensor,
                     eps: float = 1e-5) -> tuple[Tensor, tuple, Tensor, Tensor]:
-    """Train-mode BatchNorm without the running stats: out, the cache for backward, and the
-    column sums and biased variance of x for `update_running_stats` (the model updates every
-    layer's running stats in one go after its forward)."""
+    """Train-mode BatchNorm without the running stats: out, the cache for backward, and x's
+    column sums and column sums of squared deviations from the mean, for
+    `update_running_stats` (the model updates every layer's running stats in one go after its
+    forward)."""
     n = x.shape[0]
     if n < 2:  # one sample has no variance: out would be beta and no gradient would flow
         raise ValueError(f"BatchNorm in training needs a batch of at least 2 samples, got {n}")
@@ -92,23 +94,23 @@ def batchnorm_train(x: Tensor, gamma: Tensor, beta: Tensor,
     # more than the sum itself on such small batches.
     total = x.sum(0)
     xc = torch.sub(x, total, alpha=1.0 / n)
-    var = (xc * xc).sum(0).mul_(1.0 / n)  # biased variance normalizes
-    istd = (var + eps).rsqrt_()
+    sq_dev = (xc * xc).sum(0)
+    istd = torch.add(scalar(eps, x), sq_dev, alpha=1.0 / n).rsqrt_()  # biased variance normalizes
     xhat = xc.mul_(istd)
     out = torch.addcmul(beta, xhat, gamma)
-    return out, (xhat, gamma, istd), total, var
+    return out, (xhat, gamma, istd), total, sq_dev
 
 
 def update_running_stats(running_means: list[Tensor], running_vars: list[Tensor],
-                         totals: list[Tensor], variances: list[Tensor], n: int,
+                         totals: list[Tensor], sq_devs: list[Tensor], n: int,
                          momentum: float = 0.1) -> None:
     """Move each running mean by `momentum` towards its batch mean (total / n) and each running
-    var towards the *unbiased* batch variance (var * n / (n - 1)), in place: PyTorch's
+    var towards the *unbiased* batch variance (sq_dev / (n - 1)), in place: PyTorch's
     BatchNorm1d rule, for several layers in three kernels (`torch._foreach_*`)."""
     # the factor as a 0-d tensor: CPU `_foreach_mul_` converts a Python float once per tensor
     torch._foreach_mul_(running_means + running_vars, scalar(1.0 - momentum, running_means[0]))
     torch._foreach_add_(running_means, totals, alpha=momentum / n)
-    torch._foreach_add_(running_vars, variances, alpha=momentum * n / (n - 1))
+    torch._foreach_add_(running_vars, sq_devs, alpha=momentum / (n - 1))
 
 
 def batchnorm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:

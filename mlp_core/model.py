@@ -128,8 +128,8 @@ class MLP:
         drop = train and use_dropout and self.dropout > 0
         n = h.shape[0]
         inputs, pre, post, bn_caches, masks = [], [], [], [], []
-        totals: list[Tensor] = []  # BatchNorm's batch sums and variances, per layer
-        batch_vars: list[Tensor] = []
+        totals: list[Tensor] = []  # BatchNorm's batch sums and squared deviations, per layer
+        sq_devs: list[Tensor] = []
         for i in range(start, self.n_hidden):
             W, b = self._fc[i]
             inputs.append(h)
@@ -143,10 +143,10 @@ class MLP:
                 z = linear_forward(h, P[W], P[b])  # (N, h_i) = h @ W + b
             if self.batchnorm and train:  # the running stats are updated after the loop
                 gamma, beta = self._bn[i][:2]
-                z, bn_cache, total, batch_var = batchnorm_train(z, P[gamma], P[beta], self.bn_eps)
+                z, bn_cache, total, sq_dev = batchnorm_train(z, P[gamma], P[beta], self.bn_eps)
                 bn_caches.append(bn_cache)
                 totals.append(total)
-                batch_vars.append(batch_var)
+                sq_devs.append(sq_dev)
             a = act_forward(act, z)
             pre.append(z)
             post.append(a)
@@ -157,7 +157,7 @@ class MLP:
         if totals and update_running:
             B = self.buffers
             update_running_stats([B[names[2]] for names in self._bn[start:]],
-                                 [B[names[3]] for names in self._bn[start:]], totals, batch_vars,
+                                 [B[names[3]] for names in self._bn[start:]], totals, sq_devs,
                                  n, self.bn_momentum)
         W, b = self._fc[self.n_hidden]
         inputs.append(h)
