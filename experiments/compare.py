@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from experiments.analysis.analyse import UsageError, analyse
 from experiments.analysis.draw import draw
 from experiments.analysis.load import RECORD, RunSet, load_runs
-from experiments.analysis.outdir import OutDirTaken, default_out, finish, prepare
+from experiments.analysis.outdir import OutDirTaken, default_out, finish, prepare, remove_stale
 from experiments.analysis.watch import watch
 from experiments.analysis.write import write
 from experiments.record import CONFIG, METRICS, SUMMARY
@@ -81,8 +81,11 @@ def newest_sweep(outputs: Path) -> tuple[list[Path], str]:
 
 def compare(paths: list[Path], out: Path | None = None, metric: str | None = None,
             by: str | None = None, facet: str | None = None, query: str | None = None,
-            rs: RunSet | None = None, force: bool = False) -> dict:
-    """Load, analyse, draw, write; returns the files written, the verdict and seconds per step."""
+            rs: RunSet | None = None, force: bool = False,
+            decorate: Callable[[str], str] | None = None) -> dict:
+    """Load, analyse, draw, write; returns the files written, the verdict and seconds per step.
+    `decorate` edits report.html before it is written (--watch: the reload tag). The previous
+    comparison's files are replaced in place, and those not written again removed at the end."""
     t0 = time.perf_counter()
     rs = rs or load_runs(paths)
     if rs.runs.empty:
@@ -94,14 +97,15 @@ def compare(paths: list[Path], out: Path | None = None, metric: str | None = Non
     out = out or default_out(paths, query)
     run_dirs = [str(Path(d).resolve()) for d in a.runs["run_dir"]]
     try:
-        prepare(out, run_dirs, force)
+        stale = prepare(out, run_dirs, force)
     except OutDirTaken as e:
         raise UsageError(str(e)) from e
     images = draw(a, out)
     t_draw = time.perf_counter()
-    files = write(a, images, out, ", ".join(map(str, paths)))
+    files = write(a, images, out, ", ".join(map(str, paths)), decorate)
     finish(out, run_dirs, [*files, *images], {"metric": a.metric, "by": a.by,
                                               "facet": a.facet, "filter": query})
+    remove_stale(stale, [*files, *images])
     t_end = time.perf_counter()
     return {"out": out, "files": [p.name for p in [*files, *images]], "verdict": a.verdict,
             "warnings": a.warnings, "n_runs": len(a.runs), "factors": a.fx.factors,
@@ -124,12 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or default_out(paths, args.filter)
         renders = []
 
-        def render() -> dict:
+        def render(decorate: Callable[[str], str] | None = None) -> dict:
             # watching: the folder is this sweep's own, its set of runs grows as jobs start
             force = args.force or bool(renders) or args.out is None
             renders.append(1)
             return compare(paths, out, args.metric, args.by, args.facet, args.filter,
-                           force=force if args.watch is not None else args.force)
+                           force=force if args.watch is not None else args.force,
+                           decorate=decorate)
 
         if args.watch is not None:
             if not args.watch > 0:

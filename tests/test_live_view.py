@@ -124,7 +124,7 @@ def test_watch_stops_when_nothing_changes_any_more(tmp_path: Path) -> None:
     class NoRuns(Exception):
         pass
 
-    def render() -> dict:
+    def render(decorate=None) -> dict:
         calls.append(1)
         raise NoRuns("nothing yet")
 
@@ -133,3 +133,38 @@ def test_watch_stops_when_nothing_changes_any_more(tmp_path: Path) -> None:
                  no_runs=NoRuns) is None
     assert "nothing changed for 0.2 s: stopped watching" in lines[-1]
     assert len(calls) >= 2 and "waiting for runs" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_watched_report_is_never_missing_or_unmarked_while_it_is_re_rendered(
+        tmp_path: Path) -> None:
+    """A browser may reload the live page at any moment: between renders and during one, the
+    page is there, whole, and reloads itself (each render replaces it in one rename)."""
+    sweep = make_fake_sweep(tmp_path / "sweep", 12, 6, factors=FACTORS, p_diverged=0,
+                            p_failed=0, status_of={5: "running"})
+    report = sweep / "compare" / "report.html"
+    proc = _compare("--watch", "0.2", sweep, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and not report.exists():
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()
+        reads, bad, renders = 0, [], set()
+        end = time.monotonic() + 12
+        while time.monotonic() < end:
+            try:
+                text = report.read_text()
+            except FileNotFoundError:
+                bad.append("missing")
+                continue
+            reads += 1
+            if "http-equiv='refresh'" not in text or not text.rstrip().endswith("</html>"):
+                bad.append(text[:80])
+            renders.add(re.search(r"\(last (\d\d:\d\d:\d\d);", text).group(1)
+                        if "(last " in text else "")
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert reads > 100 and len(renders) >= 2, (reads, renders)  # several renders were seen
+    assert not bad, bad[:3]

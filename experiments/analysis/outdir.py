@@ -29,10 +29,12 @@ def default_out(paths: list[Path], query: str | None = None) -> Path:
     return common / f"compare-{slug}-{hashlib.sha1(query.encode()).hexdigest()[:6]}"
 
 
-def prepare(out: Path, run_dirs: list[str], force: bool = False) -> None:
+def prepare(out: Path, run_dirs: list[str], force: bool = False) -> list[Path]:
     """Make out ready for a comparison of run_dirs: refuse (OutDirTaken) if it holds one of a
     different set of runs (not a subset of these: a sweep that has grown is the same
-    comparison), unless force; then remove every file the previous one wrote."""
+    comparison), unless force; returns the files the previous one wrote, for
+    `remove_stale` once the new ones are written (so a report being watched in a browser is
+    never missing while it is re-rendered)."""
     manifest = out / MANIFEST
     old: dict = {}
     if manifest.exists():
@@ -50,10 +52,16 @@ def prepare(out: Path, run_dirs: list[str], force: bool = False) -> None:
         stale = [*out.glob("*.png"), *(out / f for f in FIXED)]
     else:
         stale = []
-    for f in stale:
-        if f.parent == out:
-            f.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    return [f for f in stale if f.parent == out]
+
+
+def remove_stale(stale: list[Path], written: list[Path]) -> None:
+    """Remove the previous comparison's files that this one did not write again."""
+    keep = {f.name for f in written}
+    for f in stale:
+        if f.name not in keep:
+            f.unlink(missing_ok=True)
 
 
 def finish(out: Path, run_dirs: list[str], files: list[Path], args: dict) -> Path:

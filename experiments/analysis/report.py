@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -267,8 +268,11 @@ content:' ▲'}#runs th[data-dir=desc]::after{content:' ▼'}.scroll{overflow-x:
 
 
 def write_report_html(a: Analysis, ctx: Context, source: str, images: list[Path],
-                      path: Path) -> Path:
-    """One page, no server, no external file: context, verdict, tables, runs, inlined PNGs."""
+                      path: Path, decorate: Callable[[str], str] | None = None) -> Path:
+    """One page, no server, no external file: context, verdict, tables, runs, inlined PNGs.
+    `decorate` edits the page before it is written (the live view's reload tag). Written to a
+    temporary file and renamed over `path`: a browser reloading it reads the old page or the
+    new one, never a part."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>Sweep comparison: {esc(source)}</title><style>{CSS}</style></head>"
@@ -297,7 +301,10 @@ def write_report_html(a: Analysis, ctx: Context, source: str, images: list[Path]
         parts.append("<h2>Failed runs</h2><ul>" + "".join(
             f"<li><code>{esc(d)}</code>: {esc(e)}</li>" for d, e in _errors(a).items()) + "</ul>")
     parts.append("</body></html>\n")
-    path.write_text("".join(parts), encoding="utf-8")
+    text = "".join(parts)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(decorate(text) if decorate else text, encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 

@@ -42,29 +42,34 @@ def newest_change(paths: list[Path]) -> float:
     return newest
 
 
-def mark_live(report: Path, seconds: float, note: str) -> None:
-    """Make report.html reload itself every `seconds` and say so at its top."""
-    try:
-        text = report.read_text(encoding="utf-8")
-    except OSError:
-        return
+def live_html(text: str, seconds: float, note: str) -> str:
+    """The report's page made to reload itself every `seconds`, saying so at its top."""
     tag = f"<meta http-equiv='refresh' content='{max(1, round(seconds))}'>"
     banner = (f"<p class='live' style='background:#fff6d6;border-left:4px solid #d90;"
               f"padding:.4em 1em'>{html.escape(note)}</p>")
-    text = text.replace("<head>", "<head>" + tag, 1).replace("<body>", "<body>" + banner, 1)
-    report.write_text(text, encoding="utf-8")
+    return text.replace("<head>", "<head>" + tag, 1).replace("<body>", "<body>" + banner, 1)
 
 
-def watch(render: Callable[[], dict[str, Any]], paths: list[Path], out: Path, every: float,
+def watch(render: Callable[..., dict[str, Any]], paths: list[Path], out: Path, every: float,
           stale_s: float | None = None, say: Callable[[str], None] = print,
           no_runs: type[Exception] = Exception) -> dict[str, Any] | None:
-    """Render every `every` seconds until the sweep has ended; returns the last render."""
+    """Render every `every` seconds until the sweep has ended; returns the last render.
+
+    `render(decorate)` writes the report with `decorate` applied to its page: the reload tag
+    goes in with the page, in one write, so a browser reloading it never lands on a page
+    without it while the sweep runs. A render whose marking turns out wrong (the sweep ended,
+    or started, while it ran) is redone at once with the right one."""
     stale_s = stale_s if stale_s is not None else max(120.0, 20 * every)
     last: dict[str, Any] | None = None
     seen, quiet = -1.0, 0.0  # newest change seen, seconds waited since it (renders not counted)
+    marked, counts = True, "starting"  # whether the next render reloads itself; run counts
+    redone = False  # one immediate redo at most, should the state flip back and forth
     while True:
+        note = (f"Live: re-rendered every {every:g} s while the sweep runs (last "
+                f"{time.strftime('%H:%M:%S')}; {counts}).")
         try:
-            last = render()
+            last = render((lambda text, note=note: live_html(text, every, note)) if marked
+                          else None)
         except no_runs as e:  # nothing written yet: the first job is still starting
             last = None
             say(f"[{time.strftime('%H:%M:%S')}] waiting for runs ({e})")
@@ -76,9 +81,10 @@ def watch(render: Callable[[], dict[str, Any]], paths: list[Path], out: Path, ev
         stale = quiet > stale_s
         live = (launches > 0 or status.get(record.RUNNING, 0) > 0) and not stale
         counts = ", ".join(f"{n} {s}" for s, n in status.items()) or "no runs yet"
-        if last is not None and live:
-            mark_live(out / REPORT, every, f"Live: re-rendered every {every:g} s while the "
-                      f"sweep runs (last {time.strftime('%H:%M:%S')}; {counts}).")
+        if last is not None and live != marked and not redone:
+            marked, redone = live, True
+            continue  # the report on disk says live when it is not, or the reverse
+        marked, redone = live, False
         if not live:
             why = (f"nothing changed for {stale_s:g} s: stopped watching" if stale
                    else "every run has ended")
