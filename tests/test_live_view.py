@@ -150,8 +150,8 @@ def test_a_watched_report_is_never_missing_or_unmarked_while_it_is_re_rendered(
             time.sleep(0.01)
         assert proc.poll() is None, proc.communicate()
         reads, bad, renders = 0, [], set()
-        end = time.monotonic() + 12
-        while time.monotonic() < end:
+        end = time.monotonic() + 300  # until two more renders were seen (slow on a busy CI)
+        while time.monotonic() < end and len(renders) < 3:
             try:
                 text = report.read_text()
             except FileNotFoundError:
@@ -166,5 +166,5 @@ def test_a_watched_report_is_never_missing_or_unmarked_while_it_is_re_rendered(
     finally:
         proc.kill()
         proc.communicate()
-    assert reads > 100 and len(renders) >= 2, (reads, renders)  # several renders were seen
+    assert reads > 100 and len(renders) >= 3, (reads, renders)  # re-rendered twice meanwhile
     assert not bad, bad[:3]
