@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--watch {args.watch:g}: give a number of seconds > 0")
             print(f"compare.py: watching {', '.join(map(str, paths))}; open {out / 'report.html'}")
             try:
-                res = watch(render, paths, out, args.watch, no_runs=UsageError)
+                res = watch(render, paths, args.watch, no_runs=UsageError)
             except KeyboardInterrupt:
                 print("compare.py: stopped watching (the sweep goes on)")
                 return 0

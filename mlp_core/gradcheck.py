@@ -34,10 +34,9 @@ class _Probe:
     pass's input to layer i (`MLP.forward_from`): the same values, bit for bit, in fewer
     kernels. Its kinks are likewise looked for in layers i.. only."""
 
-    def __init__(self, m: MLP, X: Tensor, y: Tensor, cache: dict, rng_state: Tensor) -> None:
+    def __init__(self, m: MLP, y: Tensor, cache: dict, rng_state: Tensor) -> None:
         self.m, self.y, self.rng_state = m, y, rng_state
-        self.inputs = cache["inputs"] if m.dropout == 0 else [X]
-        self.pre = cache["pre"]
+        self.inputs, self.pre = cache["inputs"], cache["pre"]  # inputs[0] is X
         self.start = 0
         self.signs0 = _signs(m, self.pre)
 
@@ -103,7 +102,7 @@ def gradcheck(
     out, cache = m.forward(X, True, update_running=False)
     _, dout = m.loss_and_grad(out, y)
     grads = m.backward(dout, cache)
-    probe = _Probe(m, X, y, cache, rng_state)
+    probe = _Probe(m, y, cache, rng_state)
     second = 0.1 if probe.signs0 is not None else 10.0
 
     gen = torch.Generator().manual_seed(seed)

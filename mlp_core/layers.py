@@ -59,7 +59,7 @@ def batchnorm_forward(
     """
     if not train:  # x * a + (beta - mean * a) with a = gamma / sqrt(var + eps): one pass over
         # x instead of three, the form of PyTorch's own CPU inference kernel
-        a = torch.rsqrt(running_var + eps).mul_(gamma)
+        a = _running_scale(gamma, running_var, eps)
         return torch.addcmul(torch.addcmul(beta, running_mean, a, value=-1), x, a), None
     out, cache, total, sq_dev = batchnorm_train(x, gamma, beta, eps)
     if update_running:
@@ -73,8 +73,13 @@ def batchnorm_fold(W: Tensor, b: Tensor, gamma: Tensor, beta: Tensor, running_me
     """(W', b') with h @ W' + b' = eval-mode BatchNorm of h @ W + b: the running stats' affine
     map x * a + (beta - mean * a), a = gamma / sqrt(var + eps), folded into the Linear before
     it, so an eval pass makes one GEMM per layer instead of a GEMM and a pass over its output."""
-    a = torch.rsqrt(running_var + eps).mul_(gamma)
+    a = _running_scale(gamma, running_var, eps)
     return W * a, torch.addcmul(beta, b - running_mean, a)
+
+
+def _running_scale(gamma: Tensor, running_var: Tensor, eps: float) -> Tensor:
+    """a = gamma / sqrt(running_var + eps): eval-mode BatchNorm's scale."""
+    return torch.rsqrt(running_var + eps).mul_(gamma)
 
 
 def batchnorm_train(x: Tensor, gamma: Tensor, beta: Tensor,

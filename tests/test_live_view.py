@@ -129,7 +129,7 @@ def test_watch_stops_when_nothing_changes_any_more(tmp_path: Path) -> None:
         raise NoRuns("nothing yet")
 
     lines: list[str] = []
-    assert watch(render, [sweep], sweep / "compare", 0.05, stale_s=0.2, say=lines.append,
+    assert watch(render, [sweep], 0.05, stale_s=0.2, say=lines.append,
                  no_runs=NoRuns) is None
     assert "nothing changed for 0.2 s: stopped watching" in lines[-1]
     assert len(calls) >= 2 and "waiting for runs" in lines[0]

@@ -16,8 +16,6 @@ from typing import Any
 
 from experiments import record
 
-REPORT = "report.html"
-
 
 def launches_in_progress(paths: list[Path]) -> int:
     """Launch records present under `paths` (a sweep dir, or its parents)."""
@@ -50,7 +48,7 @@ def live_html(text: str, seconds: float, note: str) -> str:
     return text.replace("<head>", "<head>" + tag, 1).replace("<body>", "<body>" + banner, 1)
 
 
-def watch(render: Callable[..., dict[str, Any]], paths: list[Path], out: Path, every: float,
+def watch(render: Callable[..., dict[str, Any]], paths: list[Path], every: float,
           stale_s: float | None = None, say: Callable[[str], None] = print,
           no_runs: type[Exception] = Exception) -> dict[str, Any] | None:
     """Render every `every` seconds until the sweep has ended; returns the last render.
