@@ -30,11 +30,22 @@ def linear_forward(h: Tensor, W: Tensor, b: Tensor) -> Tensor:
 
 
 def linear_backward(
-    dout: Tensor, h: Tensor, W: Tensor, need_dh: bool = True
+    dout: Tensor, h: Tensor, W: Tensor, need_dh: bool = True,
+    out: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor | None, Tensor, Tensor]:
-    """dout: (N, M) -> dh: (N, D) (None if not needed), dW: (D, M), db: (M,)."""
-    dW = dout.t().mm(h).t().contiguous() if _narrow(h, W) else h.t().mm(dout)  # h^T dout
-    db = dout.sum(0)
+    """dout: (N, M) -> dh: (N, D) (None if not needed), dW: (D, M), db: (M,).
+
+    out: (dW, db) tensors to write the gradients into (the model's flat gradient buffer)."""
+    if out is None:
+        dW = dout.t().mm(h).t().contiguous() if _narrow(h, W) else h.t().mm(dout)  # h^T dout
+        db = dout.sum(0)
+    else:
+        dW, db = out
+        if _narrow(h, W):
+            dW.copy_(dout.t().mm(h).t())
+        else:
+            torch.mm(h.t(), dout, out=dW)
+        torch.sum(dout, 0, out=db)
     dh = dout.mm(W.t()) if need_dh else None
     return dh, dW, db
 
@@ -118,8 +129,10 @@ def update_running_stats(running_means: list[Tensor], running_vars: list[Tensor]
     torch._foreach_add_(running_vars, sq_devs, alpha=momentum / (n - 1))
 
 
-def batchnorm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
-    """dout: (N, D) -> dx: (N, D), dgamma: (D,), dbeta: (D,).
+def batchnorm_backward(dout: Tensor, cache: tuple, out: tuple[Tensor, Tensor] | None = None
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """dout: (N, D) -> dx: (N, D), dgamma: (D,), dbeta: (D,); out: (dgamma, dbeta) tensors to
+    write those two into.
 
     With xhat = (x - mu) * istd and dxhat = dout * gamma, differentiating through mu and
     the biased var (d var/dx_i = 2 (x_i - mu) / n, d mu/dx_i = 1/n) gives
@@ -127,8 +140,12 @@ def batchnorm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tens
     """
     xhat, gamma, istd = cache
     n = dout.shape[0]
-    dbeta = dout.sum(0)
-    dgamma = (dout * xhat).sum(0)
+    if out is None:
+        dbeta, dgamma = dout.sum(0), (dout * xhat).sum(0)
+    else:
+        dgamma, dbeta = out
+        torch.sum(dout, 0, out=dbeta)
+        torch.sum(dout * xhat, 0, out=dgamma)
     # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma, so
     # dx = gamma * istd * (dout - xhat * dgamma / n - dbeta / n): three kernels on (N, D)
     dx = torch.addcmul(dout, xhat, dgamma, value=-1.0 / n).add_(dbeta, alpha=-1.0 / n)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mlp_core.flat import FlatGrads, packed, zeros_packed
 from mlp_core.init import INITS, init_weight
 from mlp_core.layers import (
     ACTIVATIONS,
@@ -36,6 +37,11 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"unsupported dtype {dtype}; allowed: float32, float64")
     return dtype
+
+
+def _pair(grads: dict[str, Tensor] | None, a: str, b: str) -> tuple[Tensor, Tensor] | None:
+    """(grads[a], grads[b]), or None without grads."""
+    return None if grads is None else (grads[a], grads[b])
 
 
 class MLP:
@@ -101,6 +107,11 @@ class MLP:
                 self.params[f"bn{i}.beta"] = torch.zeros(fan_out, **kw)
                 self.buffers[f"bn{i}.running_mean"] = torch.zeros(fan_out, **kw)
                 self.buffers[f"bn{i}.running_var"] = torch.ones(fan_out, **kw)
+        # one buffer holds every param, in order: an optimizer updates them all in one kernel
+        # per step of its rule (mlp_core.flat), from gradients that backward lays out alike
+        for name, p in zip(list(self.params), packed(list(self.params.values())), strict=True):
+            self.params[name] = p
+        self._shapes = [p.shape for p in self.params.values()]
         # names per layer, built once: forward/backward run every step and skip the f-strings
         self._fc = [(f"fc{i}.W", f"fc{i}.b") for i in range(len(dims) - 1)]
         self._bn = [(f"bn{i}.gamma", f"bn{i}.beta", f"bn{i}.running_mean", f"bn{i}.running_var")
@@ -165,13 +176,23 @@ class MLP:
         cache = {"inputs": inputs, "pre": pre, "post": post, "bn": bn_caches, "masks": masks}
         return out, cache
 
-    def backward(self, dout: Tensor, cache: dict[str, Any]) -> dict[str, Tensor]:
-        """Gradients of the loss w.r.t. every param, same keys, order and shapes as params."""
+    def backward(self, dout: Tensor, cache: dict[str, Any],
+                 out: FlatGrads | None = None) -> dict[str, Tensor]:
+        """Gradients of the loss w.r.t. every param, same keys, order and shapes as params.
+
+        out: a `new_grads()` of this model to write them into (and return), instead of new
+        tensors: a training loop that is done with the last step's gradients reuses one buffer,
+        and the optimizer updates every param from it in one kernel per step of its rule."""
         P, L = self.params, self.n_hidden
         inputs, pre, post, masks = cache["inputs"], cache["pre"], cache["post"], cache["masks"]
         g: dict[str, Tensor] = {}
+        if out is not None:
+            if list(out) != list(P) or [t.shape for t in out.views] != self._shapes \
+                    or out.flat.dtype != self.dtype:
+                raise ValueError("out must be a new_grads() of this model")
+            g = out
         W, b = self._fc[L]
-        dh, g[W], g[b] = linear_backward(dout, inputs[L], P[W])
+        dh, g[W], g[b] = linear_backward(dout, inputs[L], P[W], out=_pair(out, W, b))
         for i in reversed(range(L)):
             if masks:
                 dh = dropout_backward(dh, masks[i])
@@ -179,10 +200,17 @@ class MLP:
             dz = act_backward(self.activation, dh, pre[i], post[i], True)  # inplace
             if self.batchnorm:
                 gamma, beta = self._bn[i][:2]
-                dz, g[gamma], g[beta] = batchnorm_backward(dz, cache["bn"][i])
+                dz, g[gamma], g[beta] = batchnorm_backward(dz, cache["bn"][i],
+                                                           out=_pair(out, gamma, beta))
             W, b = self._fc[i]
-            dh, g[W], g[b] = linear_backward(dz, inputs[i], P[W], need_dh=i > 0)
-        return {k: g[k] for k in P}
+            dh, g[W], g[b] = linear_backward(dz, inputs[i], P[W], need_dh=i > 0,
+                                             out=_pair(out, W, b))
+        return out if out is not None else {k: g[k] for k in P}
+
+    def new_grads(self) -> FlatGrads:
+        """A gradient dict for `backward(..., out=)`: views of one new zeroed buffer laid out
+        like the params."""
+        return FlatGrads(self.params, *zeros_packed(list(self.params.values())))
 
     # ------------------------------------------------------------ task-specific
     def loss_and_grad(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -243,9 +271,10 @@ class MLP:
         cfg["dtype"] = as_dtype(dtype) if dtype is not None else self.dtype
         cfg["device"] = torch.device(device) if device is not None else self.device
         new = type(self)(**cfg)
-        for src, dst in ((self.params, new.params), (self.buffers, new.buffers)):
-            for k, v in src.items():
-                dst[k] = v.detach().to(dtype=cfg["dtype"], device=cfg["device"], copy=True)
+        with torch.inference_mode():  # in place: the new params keep their one buffer
+            for src, dst in ((self.params, new.params), (self.buffers, new.buffers)):
+                for k, v in src.items():
+                    dst[k].copy_(v)
         if new.device == self.device:
             new.generator.set_state(self.generator.get_state())
         return new

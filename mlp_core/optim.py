@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mlp_core.flat import FlatGrads, flat_view, views_of, zeros_packed
 from mlp_core.scalars import scalar as _scalar
 
 OPTIMIZERS = ("sgd", "adam")
@@ -39,6 +40,12 @@ class _Optimizer:
 
     The optimizer keeps the `params` dict itself and reads its tensors at every step (in the
     name order fixed here), so a tensor swapped into the dict is the one updated.
+
+    Where the params are views of one buffer in name order (an `MLP`'s are; `mlp_core.flat`)
+    the optimizer's own buffers are laid out alike, and a step runs each operation of the rule
+    once on the whole buffer instead of once per tensor (`torch._foreach_*` on the CPU is a
+    loop of per-tensor kernels): the same arithmetic per element, far fewer kernels. That needs
+    the gradients in one buffer too: `MLP.backward(..., out=model.new_grads())` (`FlatGrads`).
     """
 
     kind = ""
@@ -54,11 +61,65 @@ class _Optimizer:
         self.params = params
         self.names = tuple(params)
         self.step_count = 0
+        # the params the flat view was found for (found again when a tensor is swapped in),
+        # the view, their shapes; and each buffer list with its flat view
+        self._flat_of: tuple[tuple[Tensor, ...], Tensor | None, list] = ((), None, [])
+        self._flat_bufs: dict[str, tuple[list[Tensor], Tensor | None]] = {}
+
+    def _params_flat(self, params: list[Tensor]) -> Tensor | None:
+        """The one buffer `params` tile (`flat_view`), found again only when a tensor changed."""
+        seen, flat, _ = self._flat_of
+        if len(seen) != len(params) or any(a is not b for a, b in zip(seen, params, strict=True)):
+            flat = flat_view(params)
+            self._flat_of = (tuple(params), flat, [p.shape for p in params])
+        return flat
+
+    def _new_buffer(self, params: list[Tensor]) -> list[Tensor]:
+        """Zeroed tensors shaped like `params`: views of one buffer when the params are."""
+        if self._params_flat(params) is not None:
+            return zeros_packed(params)[1]
+        return [torch.zeros_like(p) for p in params]
+
+    def _buffer_flat(self, key: str) -> Tensor | None:
+        """The one buffer the list attribute `key` tiles, found again when the list changed."""
+        bufs = getattr(self, key)
+        seen, flat = self._flat_bufs.get(key, (None, None))
+        if seen is not bufs:
+            flat = flat_view(bufs)
+            self._flat_bufs[key] = (bufs, flat)
+        return flat
+
+    def _fused(self, params: list[Tensor], g: list[Tensor],
+               grads: Mapping[str, Tensor]) -> tuple[list[Tensor], list[Tensor],
+                                                      dict[str, list[Tensor]]] | None:
+        """([params], [grads], {key: [buffer]}) as one flat tensor each, or None unless the
+        params, the buffers and the gradients (a `FlatGrads` as `MLP.backward` made it) are each
+        one buffer laid out alike."""
+        P = self._params_flat(params)
+        if P is None or not isinstance(grads, FlatGrads) or grads.flat.dtype != P.dtype \
+                or len(grads.views) != len(g) \
+                or not all(a is b for a, b in zip(g, grads.views, strict=True)) \
+                or [t.shape for t in g] != self._flat_of[2]:
+            return None
+        bufs = {}
+        for key in self.buffers:
+            if getattr(self, key) is None:  # allocated from the gradients in this step
+                bufs[key] = None
+                continue
+            B = self._buffer_flat(key)
+            if B is None or B.numel() != P.numel():
+                return None
+            bufs[key] = [B]
+        return [P], [grads.flat], bufs
 
     def _validate(self) -> None:
         raise NotImplementedError
 
-    def _update(self, params: list[Tensor], grads: list[Tensor]) -> None:
+    def _update(self, params: list[Tensor], grads: list[Tensor],
+                bufs: dict[str, list[Tensor] | None]) -> None:
+        """The rule on `params` from `grads` with the buffers `bufs` (by attribute name):
+        per tensor, or each a list of one flat tensor. A buffer still None is allocated here
+        and set on self (as one tensor per entry of params)."""
         raise NotImplementedError
 
     def step(self, grads: Mapping[str, Tensor]) -> None:
@@ -72,10 +133,23 @@ class _Optimizer:
             raise KeyError(f"no gradient or param named {err.args[0]!r}") from None
         self.step_count += 1
         if torch.is_inference_mode_enabled():
-            self._update(params, g)
+            self._run(params, g, grads)
         else:  # buffers may be inference tensors: update them where that is allowed
             with torch.inference_mode():
-                self._update(params, g)
+                self._run(params, g, grads)
+
+    def _run(self, params: list[Tensor], g: list[Tensor], grads: Mapping[str, Tensor]) -> None:
+        """One update, on the flat buffers where there are some (`_fused`)."""
+        fused = self._fused(params, g, grads)
+        if fused is None:
+            self._update(params, g, {key: getattr(self, key) for key in self.buffers})
+            return
+        P, G, bufs = fused
+        self._update(P, G, bufs)
+        for key in self.buffers:  # a buffer allocated in this step: views for state_dict
+            if bufs[key] is None and getattr(self, key) is not None:
+                flat = getattr(self, key)[0]
+                setattr(self, key, views_of(flat, self._flat_of[2]))
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and copies of the buffers (torch.load weights_only-safe)."""
@@ -118,7 +192,7 @@ class _Optimizer:
                     raise ValueError(f"{key}[{n!r}] has shape {tuple(saved[n].shape)}, "
                                      f"param has {tuple(p.shape)}")
             with torch.inference_mode():
-                bufs = getattr(self, key) or [torch.empty_like(p) for p in params]
+                bufs = getattr(self, key) or self._new_buffer(params)
                 for n, b in zip(self.names, bufs, strict=True):
                     b.copy_(saved[n])
             setattr(self, key, bufs)
@@ -153,11 +227,12 @@ class SGD(_Optimizer):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
 
-    def _update(self, params: list[Tensor], g: list[Tensor]) -> None:
+    def _update(self, params: list[Tensor], g: list[Tensor],
+                bufs: dict[str, list[Tensor] | None]) -> None:
         if self.weight_decay != 0:
             g = torch._foreach_add(g, params, alpha=self.weight_decay)
         if self.momentum != 0:
-            bufs = self.momentum_buffer
+            bufs = bufs["momentum_buffer"]
             if bufs is None:
                 self.momentum_buffer = bufs = [t.clone() for t in g]
             else:
@@ -181,9 +256,9 @@ class Adam(_Optimizer):
         super().__init__(params)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self._validate()
-        ps = self.params.values()
-        self.exp_avg: list[Tensor] = [torch.zeros_like(p) for p in ps]
-        self.exp_avg_sq: list[Tensor] = [torch.zeros_like(p) for p in ps]
+        ps = list(self.params.values())
+        self.exp_avg: list[Tensor] = self._new_buffer(ps)
+        self.exp_avg_sq: list[Tensor] = self._new_buffer(ps)
 
     def _validate(self) -> None:
         self.lr = _real("lr", self.lr, low=0.0)
@@ -195,21 +270,23 @@ class Adam(_Optimizer):
         self.eps = _real("eps", self.eps, low=0.0, low_open=True)
         self.weight_decay = _real("weight_decay", self.weight_decay, low=0.0)
 
-    def _update(self, params: list[Tensor], g: list[Tensor]) -> None:
+    def _update(self, params: list[Tensor], g: list[Tensor],
+                bufs: dict[str, list[Tensor] | None]) -> None:
         beta1, beta2 = self.betas
+        exp_avg, exp_avg_sq = bufs["exp_avg"], bufs["exp_avg_sq"]
         if self.weight_decay != 0:
             g = torch._foreach_add(g, params, alpha=self.weight_decay)
-        torch._foreach_lerp_(self.exp_avg, g, 1 - beta1)  # m = beta1*m + (1-beta1)*g
-        torch._foreach_mul_(self.exp_avg_sq, beta2)  # v = beta2*v + (1-beta2)*g*g
-        torch._foreach_addcmul_(self.exp_avg_sq, g, g, 1 - beta2)
+        torch._foreach_lerp_(exp_avg, g, 1 - beta1)  # m = beta1*m + (1-beta1)*g
+        torch._foreach_mul_(exp_avg_sq, beta2)  # v = beta2*v + (1-beta2)*g*g
+        torch._foreach_addcmul_(exp_avg_sq, g, g, 1 - beta2)
         # p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps), in torch's operation order
         t = float(self.step_count)
         step_size = self.lr / (1 - beta1**t)
         bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        denom = torch._foreach_sqrt(exp_avg_sq)
         torch._foreach_div_(denom, bias_correction2_sqrt)
         torch._foreach_add_(denom, self.eps)
-        torch._foreach_addcdiv_(params, self.exp_avg, denom, -step_size)
+        torch._foreach_addcdiv_(params, exp_avg, denom, -step_size)
 
 
 _OPTIONS = {"sgd": (SGD, ("lr", "momentum", "nesterov", "weight_decay", "dampening")),

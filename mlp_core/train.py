@@ -93,6 +93,8 @@ class Trainer:
         # Without BatchNorm the probe's train-mode pass (no dropout) is the eval pass of its
         # rows: the first rows of the train split's eval pass, when that is one chunk.
         self.probe_in_eval = not model.batchnorm and n_train <= EVAL_CHUNK
+        # one gradient buffer for every step: each step is done with the last one's gradients
+        self.grads = model.new_grads()
         self.epoch = 0
         self.step = 0
         self.status = "running"
@@ -132,8 +134,7 @@ class Trainer:
                               self.generator, shuffle=True, drop_last=self.drop_last):
             out, cache = model.forward(Xb, train=True)
             loss, dout = model.loss_and_grad(out, yb)
-            grads = model.backward(dout, cache)
-            opt.step(grads)
+            opt.step(model.backward(dout, cache, out=self.grads))
             recent.append(loss)
             n_seen += Xb.shape[0]
             self.step += 1

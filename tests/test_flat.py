@@ -1,0 +1,184 @@
+"""mlp_core.flat: params and gradients in one buffer, and the optimizers' one-kernel steps on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlp_core.flat import ALIGN_BYTES, FlatGrads, flat_view, views_of, zeros_packed
+from mlp_core.model import MLPClassifier, MLPRegressor
+from mlp_core.optim import make_optimizer
+
+from .test_optim import ADAM_CASES, SGD_CASES
+
+CASES = [("sgd", kw) for kw in SGD_CASES.values()] + [("adam", kw) for kw in ADAM_CASES.values()]
+IDS = [f"sgd-{c}" for c in SGD_CASES] + [f"adam-{c}" for c in ADAM_CASES]
+
+
+def _data(n: int = 32, d: int = 6, classes: int = 3, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=gen), torch.randint(0, classes, (n,), generator=gen)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_packed_views_are_aligned_in_order_and_found_again(dtype):
+    like = [torch.empty(s, dtype=dtype) for s in [(5, 7), (7,), (3,), (7, 3), (1,)]]
+    flat, views = zeros_packed(like)
+    assert [v.shape for v in views] == [t.shape for t in like]
+    assert all(v.data_ptr() % ALIGN_BYTES == 0 and v.is_contiguous() for v in views)
+    assert all(v.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for v in views)
+    starts = [v.storage_offset() for v in views]
+    assert starts == sorted(starts) and torch.all(flat == 0)
+    found = flat_view(views)
+    assert found is not None and found.data_ptr() == flat.data_ptr()
+    assert found.numel() == flat.numel()
+    # a write through a view is a write into the buffer
+    views[3].fill_(2.0)
+    assert float(flat.sum()) == 2.0 * 21
+    assert views_of(flat, [t.shape for t in like])[3].data_ptr() == views[3].data_ptr()
+
+
+def test_flat_view_refuses_what_is_not_one_buffer():
+    _, views = zeros_packed([torch.empty(4, 4), torch.empty(4), torch.empty(2, 4)])
+    assert flat_view([views[0], views[2], views[1]]) is None  # out of order
+    assert flat_view([views[0], views[1].clone(), views[2]]) is None  # a tensor from elsewhere
+    assert flat_view([views[0], views[1]]) is not None  # a prefix is still laid out alike
+    assert flat_view([]) is None
+    with pytest.raises(ValueError, match="elements"):
+        views_of(torch.zeros(10), [(4, 4)])
+
+
+def test_model_params_are_views_of_one_buffer_and_stay_so():
+    m = MLPClassifier(6, 3, [8, 5], batchnorm=True, seed=0)
+    params = list(m.params.values())
+    assert flat_view(params) is not None
+    for copy in (m.clone(), m.clone(dtype=torch.float64)):
+        assert flat_view(list(copy.params.values())) is not None
+        assert all(torch.equal(copy.params[k], m.params[k].to(copy.dtype)) for k in m.params)
+    # the init is the one drawn before packing: a second model of the same seed agrees
+    assert all(torch.equal(m.params[k], MLPClassifier(6, 3, [8, 5], batchnorm=True,
+                                                      seed=0).params[k]) for k in m.params)
+
+
+@pytest.mark.parametrize("kind", ["plain", "batchnorm", "dropout", "regression", "narrow"])
+def test_backward_into_new_grads_is_backward_bit_for_bit(kind):
+    X, y = _data(n=64, d=130 if kind == "narrow" else 6)
+    if kind == "regression":
+        m = MLPRegressor(X.shape[1], 2, [9, 7], seed=1)
+        y = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
+    else:
+        m = MLPClassifier(X.shape[1], 3, [130] if kind == "narrow" else [9, 7],
+                          batchnorm=kind == "batchnorm", dropout=0.3 if kind == "dropout" else 0.0,
+                          seed=1)
+    with torch.inference_mode():
+        state = m.generator.get_state()
+        out, cache = m.forward(X, train=True)
+        _, dout = m.loss_and_grad(out, y)
+        ref = m.backward(dout, cache)
+        into = m.new_grads()
+        got = m.backward(dout, cache, out=into)
+        m.generator.set_state(state)
+    assert got is into and isinstance(got, FlatGrads) and list(got) == list(m.params)
+    assert all(torch.equal(got[k], ref[k]) for k in ref), [k for k in ref if
+                                                            not torch.equal(got[k], ref[k])]
+    assert not isinstance(ref, FlatGrads) and all(ref[k].data_ptr() != got[k].data_ptr()
+                                                  for k in ref)
+
+
+def test_backward_refuses_another_models_grads():
+    X, y = _data()
+    m, other = MLPClassifier(6, 3, [8], seed=0), MLPClassifier(6, 3, [9], seed=0)
+    with torch.inference_mode():
+        out, cache = m.forward(X)
+        _, dout = m.loss_and_grad(out, y)
+        for bad in (other.new_grads(), m.clone(dtype=torch.float64).new_grads()):
+            with pytest.raises(ValueError, match="new_grads"):
+                m.backward(dout, cache, out=bad)
+
+
+def _train(m, name: str, kw: dict, flat: bool, steps: int = 12, spy: list | None = None):
+    """`steps` optimizer steps of model m on fixed data; grads into one buffer when `flat`.
+    spy: the number of tensors of each `torch._foreach_*` call inside the optimizer's steps."""
+    X, y = _data(n=48, d=m.in_dim)
+    opt = make_optimizer(name, m.params, **kw)
+    into = m.new_grads() if flat else None
+    with torch.inference_mode():
+        for t in range(steps):
+            opt.lr = kw["lr"] * (0.5 if t >= 6 else 1.0)
+            out, cache = m.forward(X)
+            _, dout = m.loss_and_grad(out, y)
+            grads = m.backward(dout, cache, out=into)
+            if spy is None:
+                opt.step(grads)
+                continue
+            real = {n: getattr(torch, n) for n in dir(torch) if n.startswith("_foreach_")}
+            try:
+                for n, f in real.items():
+                    setattr(torch, n, lambda ts, *a, _f=f, **k: spy.append(len(ts))
+                            or _f(ts, *a, **k))
+                opt.step(grads)
+            finally:
+                for n, f in real.items():
+                    setattr(torch, n, f)
+    return opt
+
+
+@pytest.mark.parametrize(("name", "kw"), CASES, ids=IDS)
+def test_one_buffer_steps_are_the_per_tensor_steps_bit_for_bit(name, kw):
+    flat_m = MLPClassifier(6, 3, [8, 5], batchnorm=True, seed=2)
+    split_m = flat_m.clone()
+    split_m.params.update({k: v.clone() for k, v in split_m.params.items()})  # own tensors
+    assert flat_view(list(split_m.params.values())) is None
+
+    sizes: list[int] = []  # how many tensors each foreach call of the optimizer's steps got
+    fused = _train(flat_m, name, kw, flat=True, spy=sizes)
+    assert sizes and set(sizes) == {1}, sizes  # every operation of the rule once, on the buffer
+    sizes.clear()
+    split = _train(split_m, name, kw, flat=False, spy=sizes)
+    assert set(sizes) == {len(split_m.params)}  # per tensor
+    for k in flat_m.params:
+        assert torch.equal(flat_m.params[k], split_m.params[k]), k
+    a, b = fused.state_dict(), split.state_dict()
+    for key, bufs in a["state"].items():  # None: plain SGD keeps no buffer
+        assert bufs is None and b["state"][key] is None or all(
+            torch.equal(bufs[n], b["state"][key][n]) for n in bufs)
+
+
+@pytest.mark.parametrize(("name", "kw"), [CASES[1], CASES[-1]], ids=[IDS[1], IDS[-1]])
+def test_state_moves_between_one_buffer_and_per_tensor_optimizers(name, kw):
+    straight = MLPClassifier(6, 3, [8], seed=4)
+    _train(straight, name, kw, flat=True, steps=10)
+
+    first = MLPClassifier(6, 3, [8], seed=4)
+    opt = _train(first, name, kw, flat=True, steps=5)
+    split = first.clone()
+    split.params.update({k: v.clone() for k, v in split.params.items()})
+    moved = make_optimizer(name, split.params, **kw)
+    moved.load_state_dict(opt.state_dict())
+    X, y = _data(n=48, d=6)
+    with torch.inference_mode():
+        for t in range(5, 10):
+            moved.lr = kw["lr"] * (0.5 if t >= 6 else 1.0)
+            out, cache = split.forward(X)
+            _, dout = split.loss_and_grad(out, y)
+            moved.step(split.backward(dout, cache))
+    assert all(torch.equal(straight.params[k], split.params[k]) for k in straight.params)
+
+
+def test_a_param_swapped_into_the_dict_is_the_one_updated():
+    m = MLPClassifier(6, 3, [8], seed=0)
+    opt = make_optimizer("sgd", m.params, lr=0.1, momentum=0.9)
+    X, y = _data()
+    grads = m.new_grads()
+    with torch.inference_mode():
+        out, cache = m.forward(X)
+        _, dout = m.loss_and_grad(out, y)
+        opt.step(m.backward(dout, cache, out=grads))
+        old = m.params["fc1.W"]
+        m.params["fc1.W"] = old.clone()  # no longer part of the buffer: per-tensor steps
+        before = m.params["fc1.W"].clone()
+        out, cache = m.forward(X)
+        _, dout = m.loss_and_grad(out, y)
+        opt.step(m.backward(dout, cache, out=grads))
+    assert not torch.equal(m.params["fc1.W"], before)
+    assert not torch.equal(old, m.params["fc1.W"])
