@@ -31,21 +31,26 @@ def linear_forward(h: Tensor, W: Tensor, b: Tensor) -> Tensor:
 
 def linear_backward(
     dout: Tensor, h: Tensor, W: Tensor, need_dh: bool = True,
-    out: tuple[Tensor, Tensor] | None = None,
+    out: tuple[Tensor, Tensor] | None = None, need_db: bool = True,
 ) -> tuple[Tensor | None, Tensor, Tensor]:
     """dout: (N, M) -> dh: (N, D) (None if not needed), dW: (D, M), db: (M,).
 
-    out: (dW, db) tensors to write the gradients into (the model's flat gradient buffer)."""
+    out: (dW, db) tensors to write the gradients into (the model's flat gradient buffer).
+    need_db=False: db is known to be 0 (a Linear followed by BatchNorm, which subtracts every
+    column's batch mean: the loss does not depend on b, and dout sums to 0 over the batch), so
+    it is not summed; it is returned as zeros (left untouched in `out`, whose entries start at
+    0 and are never written)."""
     if out is None:
         dW = dout.t().mm(h).t().contiguous() if _narrow(h, W) else h.t().mm(dout)  # h^T dout
-        db = dout.sum(0)
+        db = dout.sum(0) if need_db else dout.new_zeros(dout.shape[1])
     else:
         dW, db = out
         if _narrow(h, W):
             dW.copy_(dout.t().mm(h).t())
         else:
             torch.mm(h.t(), dout, out=dW)
-        torch.sum(dout, 0, out=db)
+        if need_db:
+            torch.sum(dout, 0, out=db)
     dh = dout.mm(W.t()) if need_dh else None
     return dh, dW, db
 

@@ -203,8 +203,9 @@ class MLP:
                 dz, g[gamma], g[beta] = batchnorm_backward(dz, cache["bn"][i],
                                                            out=_pair(out, gamma, beta))
             W, b = self._fc[i]
+            # before BatchNorm the bias's gradient is exactly 0 (linear_backward)
             dh, g[W], g[b] = linear_backward(dz, inputs[i], P[W], need_dh=i > 0,
-                                             out=_pair(out, W, b))
+                                             out=_pair(out, W, b), need_db=not self.batchnorm)
         return out if out is not None else {k: g[k] for k in P}
 
     def new_grads(self) -> FlatGrads:

@@ -118,3 +118,25 @@ def test_the_trainers_layer_rows_are_layer_stats_of_its_probe(batchnorm: bool,
                 assert g[col] == w[col]
                 continue
             assert g[col] == pytest.approx(w[col], rel=1e-5, abs=1e-6, nan_ok=True), col
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_saturation_counts_the_band_as_torchs_comparisons_do(activation: str,
+                                                             dtype: torch.dtype) -> None:
+    """The sigmoid / tanh band is counted by numpy on the CPU: the same fraction, bit for bit,
+    as torch's comparisons, at the band's edges (the thresholds in the tensor's dtype, their
+    neighbours), with NaN (never saturated) and on a strided view."""
+    from mlp_core.diagnostics import saturation
+
+    edges = torch.tensor([0.05, 0.95, 0.9, -0.9], dtype=dtype)
+    near = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    gen = torch.Generator().manual_seed(3)
+    a = torch.cat([near, torch.rand(500, generator=gen, dtype=dtype) * 2 - 1,
+                   torch.tensor([math.nan, 1.0, 0.0, -1.0], dtype=dtype)])
+    a = a[: a.numel() // 4 * 4].view(-1, 4)
+    for x in (a, a.t()):  # contiguous and not
+        want = (((x < 0.05) | (x > 0.95)) if activation == "sigmoid"
+                else (x.abs() > 0.9)).double().mean().item()
+        got = saturation(activation, x, x)
+        assert got == want and 0 < got < 1

@@ -233,3 +233,31 @@ def test_forward_from_a_layer_is_the_tail_of_forward_bit_for_bit(batchnorm: bool
         assert all(torch.equal(m.buffers[k], v) for k, v in before.items())
         with pytest.raises(ValueError, match="start must be a Linear layer, 0..3, got 4"):
             m.forward_from(4, cache["inputs"][3])
+
+
+def test_a_bias_before_batchnorm_has_a_zero_gradient_as_autograd_finds_up_to_round_off() -> None:
+    """BatchNorm subtracts every column's batch mean, so the loss does not depend on the bias
+    of the Linear before it: backward returns exactly 0 there (into a fresh dict and into
+    new_grads() alike) and autograd's column sums are 0 up to float64 round-off."""
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(32, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,), generator=gen)
+    m = MLPClassifier(6, 3, [7, 5], batchnorm=True, dtype=torch.float64, seed=3)
+    with torch.inference_mode():
+        m.params["fc1.b"].add_(0.7)  # a nonzero bias changes nothing either
+        out, cache = m.forward(X)
+        _, dout = m.loss_and_grad(out, y)
+        grads = [m.backward(dout, cache), m.backward(dout, cache, out=m.new_grads())]
+    ref = {k: v.clone().requires_grad_(True) for k, v in m.params.items()}
+    h = X
+    for i in range(2):
+        z = h @ ref[f"fc{i}.W"] + ref[f"fc{i}.b"]
+        z = (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5)
+        h = torch.relu(z * ref[f"bn{i}.gamma"] + ref[f"bn{i}.beta"])
+    F.cross_entropy(h @ ref["fc2.W"] + ref["fc2.b"], y).backward()
+    for g in grads:
+        for name in ("fc0.b", "fc1.b"):
+            assert torch.equal(g[name], torch.zeros_like(g[name]))
+            assert ref[name].grad.abs().max() < 1e-15
+        assert g["fc2.b"].abs().max() > 1e-3  # the head's bias is no BatchNorm's
+        torch.testing.assert_close(g["fc0.W"], ref["fc0.W"].grad, rtol=1e-10, atol=1e-12)
