@@ -261,3 +261,19 @@ def test_a_bias_before_batchnorm_has_a_zero_gradient_as_autograd_finds_up_to_rou
             assert ref[name].grad.abs().max() < 1e-15
         assert g["fc2.b"].abs().max() > 1e-3  # the head's bias is no BatchNorm's
         torch.testing.assert_close(g["fc0.W"], ref["fc0.W"].grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [8, 100, 1438])
+def test_narrow_logits_computed_transposed_are_h_w_plus_b(rows: int) -> None:
+    """The logits of a wide layer into few outputs are computed as (W^T h^T)^T on the CPU
+    (layers._narrow): the same numbers as h @ W + b, contiguous, in both dtypes."""
+    from mlp_core.layers import _narrow, linear_forward
+
+    gen = torch.Generator().manual_seed(rows)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        h = torch.randn(rows, 130, generator=gen, dtype=torch.float64)
+        W = torch.randn(130, 10, generator=gen, dtype=torch.float64)
+        b = torch.randn(10, generator=gen, dtype=torch.float64)
+        out = linear_forward(h.to(dtype), W.to(dtype), b.to(dtype))
+        assert _narrow(h, W) == (rows >= 64) and out.is_contiguous() and out.dtype == dtype
+        torch.testing.assert_close(out.double(), h @ W + b, rtol=tol, atol=tol)
