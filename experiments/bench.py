@@ -156,14 +156,17 @@ def bench_step(res: Results, quick: bool) -> None:
 
 
 def bench_sklearn(res: Results, quick: bool, epochs: int, lr: float) -> None:
-    """Per-epoch time and test accuracy on digits, over seeds; sklearn with both BLAS kernels."""
+    """Per-epoch time and test accuracy on digits, over seeds; sklearn with both BLAS kernels,
+    with OpenBLAS's default threads and with one (the fastest of these is the peer)."""
     seeds = (0,) if quick else tuple(range(5))
-    kernels = {"sklearn": False} if quick else {"sklearn": False, "sklearn, own BLAS kernel": True}
+    kernels = {"sklearn": (False, False)} if quick else {
+        "sklearn": (False, False), "sklearn, 1 BLAS thread": (False, True),
+        "sklearn, own BLAS kernel": (True, False)}
     runs: dict[str, list[dict[str, Any]]] = {"mlp_core": [], **{k: [] for k in kernels}}
     for _ in range(1 if quick else 2):  # alternate rounds: the VM's speed drifts over minutes
         runs["mlp_core"] += [peers.run_mlp_core(epochs, lr, s) for s in seeds]
-        for name, own in kernels.items():
-            runs[name] += peers.run_sklearn(epochs, lr, seeds, own_kernel=own)
+        for name, (own, one) in kernels.items():
+            runs[name] += peers.run_sklearn(epochs, lr, seeds, own_kernel=own, one_thread=one)
     out = {name: {"epoch_s": statistics.median(r["epoch_s"] for r in rs),
                   # every seed once per round: the mean over seeds is unchanged
                   "test_acc": statistics.mean(r["test_acc"] for r in rs), "info": rs[0]}
@@ -193,7 +196,8 @@ def bench_sklearn(res: Results, quick: bool, epochs: int, lr: float) -> None:
         ["implementation", "ms / epoch (median)", "test acc (mean)", "BLAS, threads"], lines,
         f"mlp_core is {speedup:.2f}x faster per epoch than the fastest sklearn ({target}: "
         f"{mark(met)}); test accuracy {'equal or better' if acc_ok else 'lower'} ({mark(acc_ok)}). "
-        f"Two alternating rounds over the seeds. mlp_core's time is the Trainer's "
+        f"Two alternating rounds over the seeds. mlp_core runs with the torch threads the "
+        f"harness's threads=auto gives this net. mlp_core's time is the Trainer's "
         f"training loop; with its per-epoch metrics (train/val evaluation, layer statistics) an "
         f"epoch takes {1e3 * ours['info']['epoch_with_metrics_s']:.2f} ms.")
 

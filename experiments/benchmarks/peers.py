@@ -3,7 +3,8 @@
 scikit-learn runs in a child process (`python peers.py '<json>'`): its OpenBLAS threads keep
 spinning after each call and would slow torch's threads down in a shared process. A child is
 started with this machine's OPENBLAS_CORETYPE setting or with OpenBLAS choosing its own kernel
-(the variable unset in that child alone).
+(the variable unset in that child alone), with OpenBLAS's default threads or one.
+mlp_core trains with the torch threads the harness gives this net (`threads=auto`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from experiments.harness.jobs import AUTO_THREADS_MIN_FLOPS
 from mlp_core.data import load_dataset
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import SGD, LRSchedule
@@ -31,10 +33,26 @@ INIT = "xavier_uniform"
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
+def auto_threads(n_params: int) -> int:
+    """The torch threads `threads=auto` gives a run of this net alone on this machine (1 below
+    AUTO_THREADS_MIN_FLOPS per step, every core above)."""
+    return 1 if 6.0 * BATCH * n_params < AUTO_THREADS_MIN_FLOPS else (os.cpu_count() or 1)
+
+
 def run_mlp_core(epochs: int, lr: float, seed: int = 0) -> dict[str, Any]:
-    """Train with the real Trainer; train time from its samples_per_s, full epoch from epoch_time_s."""
+    """Train with the real Trainer at the harness's thread count (restored after); train time
+    from its samples_per_s, full epoch from epoch_time_s."""
     d = load_dataset("digits", seed=seed, dtype=torch.float32)
     model = MLPClassifier(d.in_dim, d.out_dim, list(HIDDEN), activation="relu", init=INIT, seed=seed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(auto_threads(model.n_params))
+    try:
+        return _train(model, d, epochs, lr, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(model: MLPClassifier, d: Any, epochs: int, lr: float, seed: int) -> dict[str, Any]:
     opt = SGD(model.params, lr=lr, momentum=MOMENTUM)
     trainer = Trainer(model, opt, LRSchedule(lr, epochs), d,
                       TrainConfig(epochs=epochs, batch_size=BATCH, seed=seed, log_layers=False))
@@ -77,13 +95,16 @@ def _sklearn(epochs: int, lr: float, seed: int) -> dict[str, Any]:
 
 
 def run_sklearn(epochs: int, lr: float, seeds: Sequence[int] = (0,), own_kernel: bool = False,
-                timeout: float = 900) -> list[dict[str, Any]]:
+                one_thread: bool = False, timeout: float = 900) -> list[dict[str, Any]]:
     """One result per seed from one child process; own_kernel unsets OPENBLAS_CORETYPE/L2_SIZE
-    for it (numpy's OpenBLAS then picks its kernel for this CPU)."""
+    for it (numpy's OpenBLAS then picks its kernel for this CPU); one_thread sets
+    OPENBLAS_NUM_THREADS=1 (faster than two for these small GEMMs on this machine)."""
     env = dict(os.environ)
     if own_kernel:
         for var in BLAS_VARS:
             env.pop(var, None)
+    if one_thread:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = "1"
     arg = json.dumps({"epochs": epochs, "lr": lr, "seeds": list(seeds)})
     res = subprocess.run([sys.executable, str(Path(__file__).resolve()), arg], env=env,
                          capture_output=True, text=True, timeout=timeout)
