@@ -22,7 +22,7 @@ def _narrow(h: Tensor, W: Tensor) -> bool:
     typically the logits) over a sizeable input. MKL is 1.3-5x slower when the result's rows
     are that short (measured: dW for 128x128 -> 10 up to 512x1024 -> 10, 1 and 2 threads; the
     logits of 1438 x 64 -> 10 with their log-softmax, one thread: 364 -> 174 us)."""
-    return h.device.type == "cpu" and W.shape[1] < 16 and h.shape[0] * h.shape[1] >= 8192
+    return W.shape[1] < 16 and h.shape[0] * h.shape[1] >= 8192 and h.device.type == "cpu"
 
 
 def linear_forward(h: Tensor, W: Tensor, b: Tensor) -> Tensor:

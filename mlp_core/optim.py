@@ -65,6 +65,7 @@ class _Optimizer:
         # the view, their shapes; and each buffer list with its flat view
         self._flat_of: tuple[tuple[Tensor, ...], Tensor | None, list] = ((), None, [])
         self._flat_bufs: dict[str, tuple[list[Tensor], Tensor | None]] = {}
+        self._views_ok: list[Tensor] | None = None  # the FlatGrads views last found laid out alike
 
     def _params_flat(self, params: list[Tensor]) -> Tensor | None:
         """The one buffer `params` tile (`flat_view`), found again only when a tensor changed."""
@@ -72,6 +73,7 @@ class _Optimizer:
         if len(seen) != len(params) or any(a is not b for a, b in zip(seen, params, strict=True)):
             flat = flat_view(params)
             self._flat_of = (tuple(params), flat, [p.shape for p in params])
+            self._views_ok = None
         return flat
 
     def _new_buffer(self, params: list[Tensor]) -> list[Tensor]:
@@ -96,11 +98,13 @@ class _Optimizer:
         params, the buffers and the gradients (a `FlatGrads` as `MLP.backward` made it) are each
         one buffer laid out alike."""
         P = self._params_flat(params)
-        if P is None or not isinstance(grads, FlatGrads) or grads.flat.dtype != P.dtype \
-                or len(grads.views) != len(g) \
-                or not all(a is b for a, b in zip(g, grads.views, strict=True)) \
-                or [t.shape for t in g] != self._flat_of[2]:
+        if P is None or not isinstance(grads, FlatGrads) or len(grads.views) != len(g) \
+                or not all(a is b for a, b in zip(g, grads.views, strict=True)):
             return None
+        if grads.views is not self._views_ok:  # laid out like the params (once per buffer)
+            if grads.flat.dtype != P.dtype or [t.shape for t in g] != self._flat_of[2]:
+                return None
+            self._views_ok = grads.views
         bufs = {}
         for key in self.buffers:
             if getattr(self, key) is None:  # allocated from the gradients in this step
