@@ -6,9 +6,9 @@ Regression: ReLU vs sigmoid on sine (4 hidden layers, Adam, 3 seeds), ranked by 
 is better): ReLU 0.042, sigmoid 0.148, a paired-test win.
 The two studies run at once (each sweep runs one thread per run; two cores take both), their
 output lines prefixed with the study's name. Measured on the project's 2-core machine, after the
-install, nothing else running: five runs on 2026-11-30 at 23:18-23:23 took 15.3-18.5 s (median
-16.6 s), of which the classification sweep ~8 s and compare's drawing of its report ~8 s; the
-same two studies one after the other took 36 s.
+install, nothing else running: three runs on 2026-12-01 at 03:04 took 13.4-14.3 s (five on
+2026-11-30 at 23:18-23:23: 15.3-18.5 s), most of it the classification sweep and then compare's
+drawing of its report; the same two studies one after the other took 36 s.
 """
 
 from __future__ import annotations
