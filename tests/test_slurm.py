@@ -32,6 +32,7 @@ from experiments.paths import COMPARE_PY, CONF_DIR, RUN_PY
 PARTITION = "cpu"  # the one partition tests/cluster/slurm.sh creates
 TIMING = ("epoch_time_s", "samples_per_s")
 REQUEUE_SETTLE_S = 3.0  # how long a requeued job is held before the tests start it
+REFERENCE_CATCH_UP_S = 300.0  # how long a never-stopped reference run may take to catch up
 # Every job: one CPU; a worker that inherits nothing from the launching process's environment
 # (--export=NONE; srun then passes on only what the batch script itself sets), as on a
 # cluster whose nodes start jobs from a clean login environment.
@@ -78,6 +79,11 @@ def run_py(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
 def rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def n_rows(path: Path) -> int:
+    """Rows of a CSV file so far (0 before it exists)."""
+    return len(rows(path)) if path.exists() else 0
 
 
 def without_timing(rs: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -352,22 +358,30 @@ def test_time_limit_requeues_from_the_checkpoint_then_ends_interrupted_bit_for_b
     args = ["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
             "hydra.launcher.max_num_timeout=1", *LONG, endless, "hydra.sweep.dir=sweep"]
     reference = start(*LONG, endless, "hydra.run.dir=straight")
+    straight = tmp_path / "straight"
     try:
         proc = start(*args)
         out = finish(proc, timeout=400)
+        assert proc.returncode == 1, out
+        assert "sweep stopped: 1 run: 1 interrupted (1 resumed)" in out, out
+        run = the_run(tmp_path / "sweep")
+        s = summary(run)
+        n = s["epochs_completed"] + 1
+        # the never-stopped run shares the cores with the job and may lag it: let it reach
+        # the job's last epoch (both layers.csv and metrics.csv), whatever the load
+        deadline = time.monotonic() + REFERENCE_CATCH_UP_S
+        while time.monotonic() < deadline and reference.poll() is None and not (
+                n_rows(straight / "metrics.csv") > n
+                and n_rows(straight / "layers.csv") >= n_rows(run / "layers.csv")):
+            time.sleep(1)
     finally:
         reference.kill()
         reference.wait()
-    assert proc.returncode == 1, out
-    assert "sweep stopped: 1 run: 1 interrupted (1 resumed)" in out, out
-    run = the_run(tmp_path / "sweep")
-    s = summary(run)
     assert s["status"] == "interrupted" and s["resumes"] == 1 and "SIGUSR2" in s["error"]
     assert (run / "run.log").read_text().count("resume ->") == 1  # the requeued attempt
     # every row so far, through the requeue, equals the never-stopped run's
-    n = s["epochs_completed"] + 1
-    got, want = rows(run / "metrics.csv"), rows(tmp_path / "straight" / "metrics.csv")
+    got, want = rows(run / "metrics.csv"), rows(straight / "metrics.csv")
     assert [int(r["epoch"]) for r in got] == list(range(n)) and len(want) >= n
     assert without_timing(got) == without_timing(want[:n])
     layers = rows(run / "layers.csv")
-    assert layers == rows(tmp_path / "straight" / "layers.csv")[:len(layers)]
+    assert layers == rows(straight / "layers.csv")[:len(layers)]
