@@ -238,7 +238,13 @@ class SGD(_Optimizer):
         if self.momentum != 0:
             bufs = bufs["momentum_buffer"]
             if bufs is None:
-                self.momentum_buffer = bufs = [t.clone() for t in g]
+                flat = self._flat_of[1]
+                if flat is None or params[0] is flat:  # per-tensor params, or the fused step
+                    bufs = [t.clone() for t in g]
+                else:  # params in one buffer, stepped per tensor: the buffer laid out alike
+                    bufs = self._new_buffer(params)
+                    torch._foreach_copy_(bufs, g)
+                self.momentum_buffer = bufs
             else:
                 torch._foreach_mul_(bufs, _scalar(self.momentum, bufs[0]))
                 torch._foreach_add_(bufs, g, alpha=1 - self.dampening)

@@ -182,3 +182,36 @@ def test_a_param_swapped_into_the_dict_is_the_one_updated():
         opt.step(m.backward(dout, cache, out=grads))
     assert not torch.equal(m.params["fc1.W"], before)
     assert not torch.equal(old, m.params["fc1.W"])
+
+
+def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer():
+    """SGD's momentum buffer is made on its first step; made from a plain gradient dict for
+    params in one buffer, it is laid out like them, so the later steps from `new_grads()` run
+    on the whole buffer (and equal the per-tensor steps)."""
+    kw = SGD_CASES["momentum"]
+    flat_m = MLPClassifier(6, 3, [8], seed=6)
+    split_m = flat_m.clone()
+    split_m.params.update({k: v.clone() for k, v in split_m.params.items()})
+    X, y = _data(n=48)
+    fused, split = make_optimizer("sgd", flat_m.params, **kw), \
+        make_optimizer("sgd", split_m.params, **kw)
+    into = flat_m.new_grads()
+    with torch.inference_mode():
+        for t in range(4):
+            for m, opt, out in ((flat_m, fused, into if t else None), (split_m, split, None)):
+                o, cache = m.forward(X)
+                _, dout = m.loss_and_grad(o, y)
+                opt.step(m.backward(dout, cache, out=out))
+    assert flat_view(fused.momentum_buffer) is not None
+    assert all(torch.equal(flat_m.params[k], split_m.params[k]) for k in flat_m.params)
+    sizes: list[int] = []  # one more step of the same optimizer: on the whole buffer
+    real = torch._foreach_add_
+    try:
+        torch._foreach_add_ = lambda ts, *a, **k: sizes.append(len(ts)) or real(ts, *a, **k)
+        with torch.inference_mode():
+            o, cache = flat_m.forward(X)
+            _, dout = flat_m.loss_and_grad(o, y)
+            fused.step(flat_m.backward(dout, cache, out=into))
+    finally:
+        torch._foreach_add_ = real
+    assert sizes and set(sizes) == {1}, sizes
