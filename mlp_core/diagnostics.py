@@ -13,19 +13,19 @@ from mlp_core.columns import PERCENTILES, PRE_COLUMNS  # noqa: F401 (re-exported
 from mlp_core.model import MLP
 
 
-def _saturation(activation: str, z: Tensor, a: Tensor) -> Tensor | float:
-    """`saturation` as a 0-d float64 tensor (read with the other statistics in one sync), or
-    as a float where numpy counts it. "No positive value on any sample" is "the max over samples
-    is <= 0": one `amax` over the batch is 5x faster than `(z <= 0).all(0)` and treats NaN alike
-    (never dead). The sigmoid and tanh bands are counted by numpy on the CPU: its comparisons
-    are vectorized, torch's take ~10x longer there (27 us for a (256, 64) batch); the count over
-    the size is the mean of the 0/1 values, bit for bit."""
+def _saturation(activation: str, z: Tensor, a: Tensor) -> Tensor:
+    """`saturation` as a 0-d float64 tensor (read with the other statistics in one sync).
+    "No positive value on any sample" is "the max over samples is <= 0": one `amax` over the
+    batch is 5x faster than `(z <= 0).all(0)` and treats NaN alike (never dead). The sigmoid
+    and tanh bands are counted by numpy on the CPU: its comparisons are vectorized, torch's take
+    ~10x longer there (27 us for a (256, 64) batch); the count over the size is the mean of the
+    0/1 values, bit for bit."""
     if activation in ("relu", "leaky_relu"):
         return (z.amax(0) <= 0).double().mean()
     if activation in ("sigmoid", "tanh") and a.device.type == "cpu":
         x = a.detach().numpy()
         band = (x < 0.05) | (x > 0.95) if activation == "sigmoid" else np.abs(x) > 0.9
-        return np.count_nonzero(band) / x.size
+        return torch.tensor(np.count_nonzero(band) / x.size, dtype=torch.float64)
     if activation == "sigmoid":
         return ((a < 0.05) | (a > 0.95)).double().mean()
     if activation == "tanh":
@@ -99,15 +99,11 @@ def layer_stats(
     acts, pres = [*cache["post"], out], [*cache["pre"], out]
     nan = torch.tensor(math.nan, dtype=torch.float64, device=out.device)
     scalars: list[Tensor] = []  # 6 per layer, read back in one .tolist() (one sync, not 24)
-    counted: dict[int, float] = {}  # saturations numpy counted, by index in `scalars`
     for i, a in enumerate(acts):
         W = model.params[f"fc{i}.W"].double()
         a64 = a.double()
         mean, std = a64.mean(), a64.std(correction=0)  # 3x faster than torch.std_mean here
         frac = _saturation(model.activation, cache["pre"][i], a) if i < model.n_hidden else nan
-        if not isinstance(frac, Tensor):
-            counted[len(scalars) + 2] = frac
-            frac = nan
         if prev_params is not None:
             Wp = prev_params[f"fc{i}.W"].double()
             ratio = (W - Wp).norm() / Wp.norm().clamp_min(1e-30)
@@ -115,8 +111,6 @@ def layer_stats(
             ratio = nan
         scalars += [mean, std, frac, grads[f"fc{i}.W"].double().norm(), W.norm(), ratio]
     values = torch.stack(scalars).tolist()
-    for k, v in counted.items():
-        values[k] = v
     rows = []
     for i in range(len(acts)):
         act_mean, act_std, frac, grad_norm, wn, ratio = values[6 * i: 6 * i + 6]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mlp_core.flat import FlatGrads, flat_view, views_of, zeros_packed
+from mlp_core.flat import FlatGrads, flat_view, zeros_packed
 from mlp_core.scalars import scalar as _scalar
 
 OPTIMIZERS = ("sgd", "adam")
@@ -123,7 +123,7 @@ class _Optimizer:
                 bufs: dict[str, list[Tensor] | None]) -> None:
         """The rule on `params` from `grads` with the buffers `bufs` (by attribute name):
         per tensor, or each a list of one flat tensor. A buffer still None is allocated here
-        and set on self (as one tensor per entry of params)."""
+        and set on self (as one tensor per param, views of one buffer where the params are)."""
         raise NotImplementedError
 
     def step(self, grads: Mapping[str, Tensor]) -> None:
@@ -148,12 +148,7 @@ class _Optimizer:
         if fused is None:
             self._update(params, g, {key: getattr(self, key) for key in self.buffers})
             return
-        P, G, bufs = fused
-        self._update(P, G, bufs)
-        for key in self.buffers:  # a buffer allocated in this step: views for state_dict
-            if bufs[key] is None and getattr(self, key) is not None:
-                flat = getattr(self, key)[0]
-                setattr(self, key, views_of(flat, self._flat_of[2]))
+        self._update(*fused)
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and copies of the buffers (torch.load weights_only-safe)."""
@@ -237,14 +232,15 @@ class SGD(_Optimizer):
             g = torch._foreach_add(g, params, alpha=self.weight_decay)
         if self.momentum != 0:
             bufs = bufs["momentum_buffer"]
-            if bufs is None:
-                flat = self._flat_of[1]
-                if flat is None or params[0] is flat:  # per-tensor params, or the fused step
-                    bufs = [t.clone() for t in g]
-                else:  # params in one buffer, stepped per tensor: the buffer laid out alike
-                    bufs = self._new_buffer(params)
+            if bufs is None:  # the first step: b = g
+                each, flat, _ = self._flat_of  # the params as tensors, their one buffer
+                if flat is None:
+                    self.momentum_buffer = bufs = [t.clone() for t in g]
+                else:  # laid out like the params; the fused step works on its whole buffer
+                    self.momentum_buffer = self._new_buffer(list(each))
+                    bufs = ([self._buffer_flat("momentum_buffer")] if params[0] is flat
+                            else self.momentum_buffer)
                     torch._foreach_copy_(bufs, g)
-                self.momentum_buffer = bufs
             else:
                 torch._foreach_mul_(bufs, _scalar(self.momentum, bufs[0]))
                 torch._foreach_add_(bufs, g, alpha=1 - self.dampening)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from experiments.harness.jobs import AUTO_THREADS_MIN_FLOPS
+from experiments.harness.jobs import JobInfo, resolve_threads
 from mlp_core.data import load_dataset
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import SGD, LRSchedule
@@ -33,19 +33,14 @@ INIT = "xavier_uniform"
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def auto_threads(n_params: int) -> int:
-    """The torch threads `threads=auto` gives a run of this net alone on this machine (1 below
-    AUTO_THREADS_MIN_FLOPS per step, every core above)."""
-    return 1 if 6.0 * BATCH * n_params < AUTO_THREADS_MIN_FLOPS else (os.cpu_count() or 1)
-
-
 def run_mlp_core(epochs: int, lr: float, seed: int = 0) -> dict[str, Any]:
     """Train with the real Trainer at the harness's thread count (restored after); train time
     from its samples_per_s, full epoch from epoch_time_s."""
     d = load_dataset("digits", seed=seed, dtype=torch.float32)
     model = MLPClassifier(d.in_dim, d.out_dim, list(HIDDEN), activation="relu", init=INIT, seed=seed)
     before = torch.get_num_threads()
-    torch.set_num_threads(auto_threads(model.n_params))
+    # threads=auto's rule for a run of this net alone, as run.py applies it
+    torch.set_num_threads(resolve_threads("auto", JobInfo(), 6.0 * BATCH * model.n_params))
     try:
         return _train(model, d, epochs, lr, seed)
     finally:
