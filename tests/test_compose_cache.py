@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,8 +61,9 @@ def _compose(overrides: list[str], mode: RunMode, cached: bool, conf_dir: Path =
 
 
 @pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
+def _restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     installed = compose_cache.ConfigLoaderImpl._load_configuration_impl
+    monkeypatch.setenv(compose_cache.CACHE_ENV, str(tmp_path / "disk"))  # each test its own
     yield
     compose_cache._CACHE.clear()
     compose_cache.ConfigLoaderImpl._load_configuration_impl = installed  # type: ignore
@@ -151,3 +153,115 @@ def test_the_basic_sweeper_hydra_instantiates_skips_its_second_composition() -> 
         finally:
             sweeper._VALIDATE = saved
     assert basic.validate_batch_is_legal is original
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Hydra's own compositions from now on, by their fixed lines."""
+    calls: list[list[str]] = []
+    original = compose_cache._ORIGINAL
+
+    def counting(self, name, overrides, *a):  # type: ignore[no-untyped-def]
+        calls.append(list(overrides))
+        return original(self, name, overrides, *a)
+
+    monkeypatch.setattr(compose_cache, "_ORIGINAL", counting)
+    return calls
+
+
+@pytest.mark.parametrize(("overrides", "mode"), CASES)
+def test_a_composition_kept_on_disk_equals_hydras(overrides: list[str], mode: RunMode,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later process (the memory cache empty) takes the base from disk: Hydra's result."""
+    expected = _yaml(_compose(overrides, mode, cached=False))
+    _compose(overrides, mode, cached=True)
+    assert list((compose_cache.disk_dir() or Path("/nonexistent")).glob("*.pkl"))
+    compose_cache._CACHE.clear()  # a new process
+    calls = _counting(monkeypatch)
+    assert _yaml(_compose(overrides, mode, cached=True)) == expected
+    assert calls == []
+
+
+def test_a_file_edited_in_one_clock_tick_is_composed_afresh(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same size and the same time (an edit within one tick of the file system's clock):
+    the disk key reads the bytes."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    cfg = conf / "config.yaml"
+    cfg.write_text("lr: 0.1\nname: a\n")
+    assert _compose(["name=b"], RunMode.RUN, cached=True, conf_dir=conf).lr == 0.1
+    st = cfg.stat()
+    cfg.write_text("lr: 0.7\nname: a\n")
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))
+    compose_cache._CACHE.clear()
+    assert _compose(["name=c"], RunMode.RUN, cached=True, conf_dir=conf).lr == 0.7
+
+
+def test_a_changed_structured_config_is_composed_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema's defaults are Python code: a change in the ConfigStore is a new key."""
+    from hydra.core.config_store import ConfigStore
+
+    _compose(["seed=1"], RunMode.RUN, cached=True)
+    compose_cache._CACHE.clear()
+    calls = _counting(monkeypatch)
+    repo = ConfigStore.instance().repo
+    ConfigStore.instance().store(group="schema_cache_test", name="extra", node={"a": 1})
+    try:
+        _compose(["seed=2"], RunMode.RUN, cached=True)
+    finally:
+        del repo["schema_cache_test"]
+    assert calls == [[]]
+
+
+def test_a_corrupt_or_foreign_file_is_composed_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = _yaml(_compose(["seed=4"], RunMode.RUN, cached=False))
+    _compose(["seed=4"], RunMode.RUN, cached=True)
+    folder = compose_cache.disk_dir()
+    assert folder is not None
+    (kept,) = folder.glob("*.pkl")
+    for junk in (b"", kept.read_bytes()[:100], b"not a pickle", pickle.dumps({"a": 1})):
+        kept.write_bytes(junk)
+        compose_cache._CACHE.clear()
+        calls = _counting(monkeypatch)
+        assert _yaml(_compose(["seed=4"], RunMode.RUN, cached=True)) == expected
+        assert calls == [[]]
+        assert compose_cache._disk_read(folder, kept.name) is not None  # rewritten whole
+
+
+@pytest.mark.parametrize("value", ["off", "0", "false", "No"])
+def test_the_disk_can_be_turned_off(value: str, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(compose_cache.CACHE_ENV, value)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _compose(["seed=1"], RunMode.RUN, cached=True)
+    assert compose_cache.disk_dir() is None
+    assert not any(tmp_path.rglob("*.pkl"))
+
+
+def test_the_default_folder_is_the_users_cache(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(compose_cache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compose_cache.disk_dir() == tmp_path / "xdg" / "mlp-harness" / "compose"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert compose_cache.disk_dir() == tmp_path / "home" / ".cache" / "mlp-harness" / "compose"
+
+
+def test_an_unwritable_folder_only_loses_the_disk_copy(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder would be")
+    monkeypatch.setenv(compose_cache.CACHE_ENV, str(blocker / "compose"))
+    expected = _yaml(_compose(["seed=5"], RunMode.RUN, cached=False))
+    assert _yaml(_compose(["seed=5"], RunMode.RUN, cached=True)) == expected
+
+
+def test_the_disk_keeps_the_newest_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose_cache, "_DISK_FILES", 2)
+    for i, group in enumerate(["data=moons", "data=digits", "data=xor"]):
+        _compose([group], RunMode.RUN, cached=True)
+        folder = compose_cache.disk_dir()
+        assert folder is not None and len(list(folder.glob("*.pkl"))) == min(i + 1, 2)

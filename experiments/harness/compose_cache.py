@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.resources
 import os
+import pickle
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
+import omegaconf
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobRuntime
@@ -17,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from experiments.harness import configcopy
+from experiments.harness.rundir import atomic_write_bytes
 
 # `key=value`, `+key=value`, `++key=value` with a plain value, bare or quoted (no sweep, list,
 # dict, escape or interpolation): the only lines applied to a cached base instead of composed.
@@ -25,6 +33,13 @@ _PLAIN = re.compile(r"""^(\+{0,2})([A-Za-z_][\w-]*(?:\.[\w-]+)*)="""
 _ORIGINAL = ConfigLoaderImpl._load_configuration_impl
 _CACHE: dict[Any, bytes] = {}  # the composed bases, pickled (configcopy)
 _CACHE_SIZE = 64
+# The bases on disk, one file each, shared by every process of this user (see `_disk_key`).
+# MLP_COMPOSE_CACHE: their folder, or off / 0 / false / no to keep them in memory only.
+CACHE_ENV = "MLP_COMPOSE_CACHE"
+_DISK_FILES = 256  # the oldest beyond this many are removed when a new one is written
+_DISK_FORMAT = 1  # bump when what a file holds changes meaning
+_CODE = hashlib.sha256(Path(__file__).read_bytes()
+                       + Path(configcopy.__file__).read_bytes()).digest()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -91,9 +106,84 @@ def _job_name() -> str | None:
         return None
 
 
+def disk_dir() -> Path | None:
+    """The folder of the composed bases on disk: $MLP_COMPOSE_CACHE, else
+    $XDG_CACHE_HOME/mlp-harness/compose (~/.cache/...); None when MLP_COMPOSE_CACHE is off."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in ("off", "0", "false", "no"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mlp-harness" / "compose"
+
+
+def _tree_digest(h: Any, root: Any) -> None:
+    """Every .yaml file under `root` (a Path or an importlib Traversable), by its path under
+    `root` and its bytes, into the hash `h`, in sorted order."""
+    stack = [(root, "")]
+    while stack:
+        node, rel = stack.pop()
+        for child in sorted(node.iterdir(), key=lambda c: c.name, reverse=True):
+            name = f"{rel}/{child.name}"
+            if child.is_dir():
+                stack.append((child, name))
+            elif child.name.endswith(".yaml"):
+                h.update(f"{name}\0{len(data := child.read_bytes())}\0".encode() + data)
+
+
+def _disk_key(loader: ConfigLoaderImpl, head: tuple[Any, ...], from_shell: bool) -> str:
+    """The file name of a composed base on disk: a digest of everything the composition reads.
+
+    Hydra, OmegaConf and Python's versions and this module's code (with configcopy's, which
+    writes the bytes); every config source: the bytes of each YAML file of a file or package
+    source (not their times: an edit within one clock tick keeps the time and the size), and
+    the whole ConfigStore for the structured one (the schema's defaults are Python code); the
+    job name, the config name, the fixed lines and the run mode."""
+    h = hashlib.sha256(repr((_DISK_FORMAT, sys.version_info[:3], hydra.__version__,
+                             omegaconf.__version__, from_shell)).encode() + _CODE)
+    for s in loader.repository.get_sources():
+        h.update(repr((s.provider, s.scheme(), s.path)).encode())
+        if s.scheme() == "file" and os.path.isdir(s.path):
+            _tree_digest(h, Path(s.path))
+        elif s.scheme() == "pkg":
+            _tree_digest(h, importlib.resources.files(s.path.replace("/", ".")))
+        elif s.scheme() == "structured":
+            h.update(pickle.dumps(ConfigStore.instance().repo, protocol=4))
+    h.update(repr(head[1:]).encode())  # job name, config name, fixed lines, run mode
+    return h.hexdigest()[:40] + ".pkl"
+
+
+def _disk_read(folder: Path, name: str) -> bytes | None:
+    """The base stored as `name`, if there and whole (it must load: a file another process is
+    writing is never seen torn, but a disk can hold anything)."""
+    try:
+        blob = (folder / name).read_bytes()
+        configcopy.loads(blob)
+        return blob
+    except Exception:  # missing, unreadable, corrupt, from other code: compose afresh
+        return None
+
+
+def _disk_write(folder: Path, name: str, blob: bytes) -> None:
+    """Store `blob` as `name` (atomically; the oldest files beyond _DISK_FILES removed). A
+    folder that cannot be written is no error: the composition is just not kept."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / name, blob)
+        files = list(folder.glob("*.pkl"))
+        if len(files) > _DISK_FILES:
+            files.sort(key=lambda p: p.stat().st_mtime_ns)
+            for old in files[: len(files) - _DISK_FILES]:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _base(loader: ConfigLoaderImpl, config_name: str | None, fixed: list[str],
           run_mode: RunMode, from_shell: bool) -> bytes:
-    """The composition of the fixed lines alone, as `configcopy.dumps` bytes (cached).
+    """The composition of the fixed lines alone, as `configcopy.dumps` bytes (cached in this
+    process, and on disk for the next one: `disk_dir`).
 
     A composition made for a single run also serves a multirun: the two differ only in that a
     multirun skips config groups left missing (`???`), and a single-run composition that
@@ -102,11 +192,28 @@ def _base(loader: ConfigLoaderImpl, config_name: str | None, fixed: list[str],
     for mode in (RunMode.RUN, run_mode):
         if (*head, mode) in _CACHE:
             return _CACHE[(*head, mode)]
+    folder, name = disk_dir(), ""
+    if folder is not None:
+        try:
+            for mode in dict.fromkeys((RunMode.RUN, run_mode)):  # run_mode's key last
+                name = _disk_key(loader, (*head, mode), from_shell)
+                blob = _disk_read(folder, name)
+                if blob is not None:
+                    _remember((*head, mode), blob)
+                    return blob
+        except Exception:  # a source that cannot be digested (unpicklable node): no disk
+            folder = None
     blob = configcopy.dumps(_ORIGINAL(loader, config_name, fixed, run_mode, from_shell, False))
+    _remember((*head, run_mode), blob)
+    if folder is not None:
+        _disk_write(folder, name, blob)
+    return blob
+
+
+def _remember(key: tuple[Any, ...], blob: bytes) -> None:
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[(*head, run_mode)] = blob
-    return blob
+    _CACHE[key] = blob
 
 
 def _load_configuration_impl(self: ConfigLoaderImpl, config_name: str | None,
