@@ -36,7 +36,7 @@ from experiments.harness import (
     yamldump,
 )
 from experiments.harness import help as _help  # noqa: F401 (registers the --help resolver)
-from experiments.harness.build import GRADCHECK_ENTRIES, build, gradcheck_probe, plain
+from experiments.harness.build import GRADCHECK_DIRECTIONS, build, gradcheck_probe, plain
 from experiments.harness.jobs import JobInfo, job_info, record_outcome, resolve_threads
 from experiments.harness.launch import Launch
 from experiments.harness.logging_utils import epoch_line, log_to_file, progress
@@ -46,7 +46,7 @@ from experiments.harness.rundir import RunDir, RunDirBusy, atomic_write_json, re
 from experiments.harness.summary import objective
 from experiments.harness.validate import CONF_DIR, ConfigError, validate
 from experiments.record import BAD, BUSY, INTERRUPTED, NOT_STARTED, RUNNING
-from mlp_core.gradcheck import gradcheck
+from mlp_core.gradcheck import gradcheck_directions
 from mlp_core.train import Trainer
 
 # The imports above make ~280k objects that live as long as the process. A collector running
@@ -211,7 +211,8 @@ def _trainer(cfg: DictConfig, rec: Recorder, resume: bool, where: str, job: JobI
         log.info("%scontinuing from epoch %d of %d", where, trainer.epoch, cfg.epochs)
     elif cfg.gradcheck:
         with rec.timed("gradcheck"):
-            err = gradcheck(b.model, *gradcheck_probe(b.data), n_checks=GRADCHECK_ENTRIES)
+            err = gradcheck_directions(b.model, *gradcheck_probe(b.data),
+                                       per_tensor=GRADCHECK_DIRECTIONS)
         rec.note(gradcheck_max_rel_err=err)
         log.info("%sgradient check: max relative error %.2e (tol %.0e)", where, err,
                  cfg.gradcheck_tol)

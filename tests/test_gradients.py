@@ -7,10 +7,10 @@ import itertools
 import pytest
 import torch
 
-from mlp_core.gradcheck import gradcheck
+from mlp_core.gradcheck import gradcheck, gradcheck_directions
 from mlp_core.init import INITS
 from mlp_core.layers import ACTIVATIONS
-from mlp_core.model import MLPClassifier, MLPRegressor
+from mlp_core.model import MLP, MLPClassifier, MLPRegressor
 from tests.reference import leaf_params, torch_forward, torch_loss
 
 HEADS = {"classification": MLPClassifier, "regression": MLPRegressor}
@@ -78,6 +78,106 @@ def test_gradcheck_catches_a_wrong_backward(monkeypatch):
     monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
     with torch.inference_mode():
         assert gradcheck(model, X, y) > 1e-3
+
+
+@pytest.mark.parametrize("activation,batchnorm,task",
+                         list(itertools.product(["relu", "sigmoid", "tanh", "gelu"], [False, True],
+                                                HEADS)))
+def test_gradcheck_directions_passes_correct_nets(activation, batchnorm, task):
+    model, X, y = make(task, activation, "he", batchnorm, 3)
+    with torch.inference_mode():
+        assert gradcheck_directions(model, X, y, per_tensor=3) < 1e-6
+
+
+@pytest.mark.parametrize("task", HEADS)
+def test_gradcheck_directions_passes_with_dropout(task):
+    model, X, y = make(task, "relu", "he", True, 2, dropout=0.3)
+    with torch.inference_mode():
+        assert gradcheck_directions(model, X, y, per_tensor=3) < 1e-6
+
+
+def test_gradcheck_directions_catches_a_wrong_backward(monkeypatch):
+    model, X, y = make("classification", "tanh", "xavier", False, 2)
+    import mlp_core.model as model_mod
+
+    real = model_mod.act_backward
+    monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
+    with torch.inference_mode():
+        assert gradcheck_directions(model, X, y) > 1e-3
+
+
+def one_wrong_entry(monkeypatch, name: str = "fc1.W", j: int = 123) -> None:
+    """Make backward wrong in entry j of param `name` alone, by 1% of that tensor's grad norm."""
+    real = MLP.backward
+
+    def backward(self, dout, cache, out=None):
+        grads = real(self, dout, cache, out)
+        g = grads[name]
+        g.view(-1)[j] += 0.01 * float(torch.linalg.vector_norm(g))
+        return grads
+
+    monkeypatch.setattr(MLP, "backward", backward)
+
+
+def test_gradcheck_directions_catches_one_wrong_entry_of_a_large_weight(monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    model = MLPClassifier(16, 3, [32, 32], activation="tanh", dtype=torch.float64, seed=0)
+    X = torch.randn(12, 16, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,), generator=gen)
+    one_wrong_entry(monkeypatch)  # entry 123 of fc1.W's 1024
+    with torch.inference_mode():
+        assert gradcheck_directions(model, X, y, per_tensor=2) > 1e-3
+        # where 40 sampled entries (the harness's old check) miss it
+        assert gradcheck(model, X, y, n_checks=40) < 1e-6
+
+
+def test_gradcheck_directions_makes_two_forwards_per_direction_on_a_smooth_net(monkeypatch):
+    model, X, y = make("classification", "tanh", "xavier", True, 3)
+    real = MLP.forward_from
+    starts: list[int] = []
+
+    def forward_from(self, start, *a, **kw):
+        starts.append(start)
+        return real(self, start, *a, **kw)
+
+    monkeypatch.setattr(MLP, "forward_from", forward_from)
+    with torch.inference_mode():
+        assert gradcheck_directions(model, X, y, per_tensor=2) < 1e-6
+    n_tensors = len(model.params)  # 4 Linear (W, b) + 3 BatchNorm (gamma, beta): 14
+    assert len(starts) == 1 + 2 * 2 * n_tensors  # the gradient's forward, then +h, -h each
+    assert starts[0] == 0 and starts.count(3) == 2 * 2 * 2  # fc3.W, fc3.b: from layer 3 on
+
+
+def test_gradcheck_directions_leaves_the_params_unchanged_bit_for_bit(monkeypatch):
+    model, X, y = make("classification", "gelu", "he", True, 3)
+    before = {k: v.clone() for k, v in model.params.items()}
+    real = MLP.clone
+    clones: list[MLP] = []
+
+    def clone(self, *a, **kw):
+        clones.append(real(self, *a, **kw))
+        return clones[-1]
+
+    monkeypatch.setattr(MLP, "clone", clone)
+    with torch.inference_mode():
+        gradcheck_directions(model, X, y, per_tensor=3)
+    (checked,) = clones  # the float64 copy the directions moved: restored exactly
+    for k, v in before.items():
+        assert torch.equal(model.params[k].view(torch.int64), v.view(torch.int64)), k
+        assert torch.equal(checked.params[k].view(torch.int64), v.view(torch.int64)), k
+
+
+def test_gradcheck_directions_is_deterministic_for_a_seed(monkeypatch):
+    model, X, y = make("classification", "tanh", "xavier", False, 2)
+    import mlp_core.model as model_mod
+
+    real = model_mod.act_backward  # wrong by 1%: errors that depend on the directions
+    monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
+    with torch.inference_mode():
+        a, b = (gradcheck_directions(model, X, y, per_tensor=2, seed=7) for _ in range(2))
+        other = gradcheck_directions(model, X, y, per_tensor=2, seed=8)
+    assert a == b and a > 1e-3
+    assert other != a  # the seed draws the directions
 
 
 def test_gradcheck_samples_large_nets():

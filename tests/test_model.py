@@ -142,7 +142,7 @@ def test_regressor_metrics():
 
 def test_whole_library_runs_inside_inference_mode():
     from mlp_core.data import load_dataset
-    from mlp_core.gradcheck import gradcheck
+    from mlp_core.gradcheck import gradcheck, gradcheck_directions
     from mlp_core.optim import SGD, LRSchedule
     from mlp_core.train import TrainConfig, Trainer
 
@@ -153,6 +153,7 @@ def test_whole_library_runs_inside_inference_mode():
         trainer = Trainer(model, opt, LRSchedule(0.1, 2), data, TrainConfig(epochs=2))
         recs = list(trainer.run())
         assert gradcheck(model, data.X_train[:8], data.y_train[:8], n_checks=20) < 1e-4
+        assert gradcheck_directions(model, data.X_train[:8], data.y_train[:8]) < 1e-4
     assert len(recs) == 3 and trainer.status == "completed"
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from experiments.harness.build import build, gradcheck_probe
+from experiments.harness.build import GRADCHECK_DIRECTIONS, build, gradcheck_probe
 from experiments.harness.jobs import AUTO_THREADS_MIN_FLOPS, JobInfo, cores_per_job, resolve_threads
 from experiments.harness.names import inside, run_name
 from experiments.harness.preflight import PreflightError, plan
@@ -25,7 +25,7 @@ from experiments.harness.rundir import RunDir, RunDirBusy
 from experiments.paths import CONF_DIR, RUN_PY
 from experiments.run import train
 from mlp_core.data import load_dataset
-from mlp_core.gradcheck import gradcheck
+from mlp_core.gradcheck import gradcheck, gradcheck_directions
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import SGD, LRSchedule
 from mlp_core.train import TrainConfig, Trainer
@@ -174,7 +174,9 @@ def test_the_issue_false_alarm_deep_normal_init_on_digits_passes() -> None:
     b = build(cfg)
     with torch.inference_mode():
         err = gradcheck(b.model, *gradcheck_probe(b.data))  # was 2.2e-3 > 1e-4
-    assert err <= cfg.gradcheck_tol
+        run_time = gradcheck_directions(b.model, *gradcheck_probe(b.data),
+                                        per_tensor=GRADCHECK_DIRECTIONS)  # what run.py runs
+    assert err <= cfg.gradcheck_tol and run_time <= cfg.gradcheck_tol
 
 
 @pytest.mark.parametrize("depth", [2, 10, 30])
