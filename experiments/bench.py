@@ -130,6 +130,8 @@ def bench_step(res: Results, quick: bool) -> None:
         res.add("step", case.label, "mlp_core_us", r["mlp_core_us"], "us/step")
         res.add("step", case.label, "autograd_us", r["autograd_us"], "us/step")
         res.add("step", case.label, "ratio", r["ratio"], "mlp_core/autograd", target, met)
+        res.add("step", case.label, "ratio_min", r["ratio_min"], "mlp_core/autograd, one pair")
+        res.add("step", case.label, "ratio_max", r["ratio_max"], "mlp_core/autograd, one pair")
         res.add("step", case.label, "mlp_core_gflops", ours_gf, "GFLOP/s")
         res.add("step", case.label, "autograd_gflops", auto_gf, "GFLOP/s")
         share_target, share_met = "", None
@@ -141,15 +143,19 @@ def bench_step(res: Results, quick: bool) -> None:
         res.add("step", case.label, "max_param_diff", r["max_param_diff"], "abs, after 3 steps")
         share = f"{100 * ours_gf / peak:.0f}%" + (f" ({mark(share_met)})" if share_met is not None else "")
         lines.append([case.label, f"{r['mlp_core_us']:,.0f}", f"{r['autograd_us']:,.0f}",
-                      f"{r['ratio']:.3f}", f"{target} {mark(met)}", f"{ours_gf:.1f}",
+                      f"{r['ratio']:.3f}", f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f}",
+                      f"{target} {mark(met)}", f"{ours_gf:.1f}",
                       f"{auto_gf:.1f}", share, f"{100 * executed:.0f}%", f"{r['max_param_diff']:.0e}"])
     res.table(
         f"Train step (forward, loss, backward, SGD momentum 0.9), {torch.get_num_threads()} torch "
         f"threads; GEMM peak {peak:.0f} GFLOP/s (torch.mm {peak_n}²)",
-        ["network, batch", "mlp_core µs", "autograd µs", "ratio", "target", "mlp_core GFLOP/s",
+        ["network, batch", "mlp_core µs", "autograd µs", "ratio", "min–max", "target",
+         "mlp_core GFLOP/s",
          "autograd GFLOP/s", "% of GEMM peak", "% executed", "max Δparam"],
         lines,
-        "Median of alternating timed chunks; mlp_core inside inference_mode, autograd as usual. "
+        "Median of alternating timed chunks; min–max: the ratio of one chunk of each, timed back "
+        "to back, over the repeats (a range across 1 is a tie). mlp_core inside inference_mode, "
+        "autograd as usual. "
         "GFLOP/s counts 6·B·Σ fan_in·fan_out per step; neither implementation computes the input's "
         "gradient, so the FLOPs executed are 2·B·fan_in·fan_out of the first layer fewer (% executed "
         "uses those). max Δparam: both trained 3 steps from the same init on the same batches.")

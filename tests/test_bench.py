@@ -31,6 +31,11 @@ def test_quick_step_bench_writes_csv_with_every_case(tmp_path):
         if r["metric"] == "max_param_diff":  # same init, same batches: same training
             assert float(r["value"]) < 1e-4
     assert {r["met"] for r in rows if r["metric"] == "ratio"} <= {"True", "False"}
+    for case in cases:  # the spread of the per-pair ratios holds their median's ratio
+        got = {r["metric"]: float(r["value"]) for r in rows if r["case"] == case}
+        assert 0 < got["ratio_min"] <= got["ratio_max"]
+        median_ratio = got["mlp_core_us"] / got["autograd_us"]  # each pair dominates: in range
+        assert got["ratio_min"] * 0.999999 <= median_ratio <= got["ratio_max"] * 1.000001
     assert json.loads((out / "machine.json").read_text())["torch_threads"] == 1
     assert "| [2→32→3] B=64 |" in (out / "bench.md").read_text()
     assert "| [2→32→3] B=64 |" in res.stdout

@@ -155,7 +155,9 @@ def _time(step: Callable, n: int, inference: bool, device: str = "cpu") -> float
 
 def time_case(case: Case, repeats: int = 7, chunk_s: float = 0.15, device: str = "cpu"
               ) -> dict[str, float]:
-    """Median µs/step of both implementations, timed in alternating chunks of ~chunk_s seconds."""
+    """Median µs/step of both implementations, timed in alternating chunks of ~chunk_s seconds,
+    their ratio, and the ratio's spread: min and max over the repeats of one chunk of each,
+    timed back to back."""
     ours, autograd, check = make_pair(case, device=device)
     max_diff = check()
     impls = {"mlp_core": (ours, True), "autograd": (autograd, False)}
@@ -172,5 +174,7 @@ def time_case(case: Case, repeats: int = 7, chunk_s: float = 0.15, device: str =
             step, inf = impls[name]
             samples[name].append(_time(step, n[name], inf, device))
     us = {name: statistics.median(s) * 1e6 for name, s in samples.items()}
+    pairs = [a / b for a, b in zip(samples["mlp_core"], samples["autograd"], strict=True)]
     return {"mlp_core_us": us["mlp_core"], "autograd_us": us["autograd"],
-            "ratio": us["mlp_core"] / us["autograd"], "max_param_diff": max_diff}
+            "ratio": us["mlp_core"] / us["autograd"], "ratio_min": min(pairs),
+            "ratio_max": max(pairs), "max_param_diff": max_diff}
