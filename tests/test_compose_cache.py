@@ -265,3 +265,32 @@ def test_the_disk_keeps_the_newest_files(monkeypatch: pytest.MonkeyPatch) -> Non
         _compose([group], RunMode.RUN, cached=True)
         folder = compose_cache.disk_dir()
         assert folder is not None and len(list(folder.glob("*.pkl"))) == min(i + 1, 2)
+
+
+def test_a_linked_config_folder_is_read_through_and_a_link_cycle_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config group in a linked folder: an edit there is a new key; a cycle of links ends."""
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    (elsewhere / "opt").mkdir(parents=True)
+    conf.mkdir()
+    (conf / "config.yaml").write_text("defaults:\n  - opt: a\n  - _self_\nname: a\n")
+    (conf / "opt").symlink_to(elsewhere / "opt")
+    (elsewhere / "opt" / "loop").symlink_to(elsewhere / "opt")  # a cycle
+    (elsewhere / "opt" / "a.yaml").write_text("lr: 0.1\n")
+    assert _compose(["name=b"], RunMode.RUN, cached=True, conf_dir=conf).opt.lr == 0.1
+    (elsewhere / "opt" / "a.yaml").write_text("lr: 0.3\n")
+    compose_cache._CACHE.clear()
+    assert _compose(["name=c"], RunMode.RUN, cached=True, conf_dir=conf).opt.lr == 0.3
+
+
+def test_no_home_directory_keeps_the_bases_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(compose_cache.CACHE_ENV)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert compose_cache.disk_dir() is None
+    expected = _yaml(_compose(["seed=6"], RunMode.RUN, cached=False))
+    assert _yaml(_compose(["seed=6"], RunMode.RUN, cached=True)) == expected

@@ -112,18 +112,27 @@ def disk_dir() -> Path | None:
     value = os.environ.get(CACHE_ENV, "").strip()
     if value.lower() in ("off", "0", "false", "no"):
         return None
-    if value:
-        return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        if value:
+            return Path(value).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no home directory to be found: memory only
+        return None
     return Path(base) / "mlp-harness" / "compose"
 
 
 def _tree_digest(h: Any, root: Any) -> None:
     """Every .yaml file under `root` (a Path or an importlib Traversable), by its path under
-    `root` and its bytes, into the hash `h`, in sorted order."""
-    stack = [(root, "")]
+    `root` and its bytes, into the hash `h`, in sorted order. Linked folders are followed, as
+    Hydra follows them, each real folder once (a link cycle ends)."""
+    stack, seen = [(root, "")], set()
     while stack:
         node, rel = stack.pop()
+        if isinstance(node, Path):
+            real = os.path.realpath(node)
+            if real in seen:
+                continue
+            seen.add(real)
         for child in sorted(node.iterdir(), key=lambda c: c.name, reverse=True):
             name = f"{rel}/{child.name}"
             if child.is_dir():
