@@ -189,6 +189,8 @@ def test_gradcheck_has_no_false_alarm_over_inits_activations_and_seeds(depth: in
         model = MLPClassifier(6, 10, [8] * depth, activation=act, init=init, seed=seed)
         with torch.inference_mode():
             worst[init, act, seed] = gradcheck(model, X, y, n_checks=24, per_tensor=1)
+            worst[init, act, seed, "directions"] = gradcheck_directions(  # what run.py runs
+                model, X, y, per_tensor=GRADCHECK_DIRECTIONS, seed=seed)
     bad = {k: f"{v:.1e}" for k, v in worst.items() if not v <= 1e-4}
     assert not bad
 
@@ -205,6 +207,7 @@ def test_gradcheck_catches_a_backward_wrong_by_one_percent_in_deep_nets(act: str
     model = MLPClassifier(6, 10, [8] * 10, activation=act, init="xavier", seed=0)
     with torch.inference_mode():
         assert gradcheck(model, X, y, n_checks=24, per_tensor=1) > 1e-3
+        assert gradcheck_directions(model, X, y, per_tensor=GRADCHECK_DIRECTIONS) > 1e-3
 
 
 # ---------------------------------------------------------------- 6. text in figures
