@@ -156,8 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     s = res["seconds"]
     plural = "s" if res["n_runs"] != 1 else ""
+    lines = f"lines by {res['by']}" if res["by"] else "one line"
+    panels = f"panels by {res['facet']}" if res["facet"] else "one panel"
     print(f"{res['n_runs']} run{plural}; factors: {', '.join(res['factors']) or 'none'}; "
-          f"lines by {res['by']}, panels by {res['facet']}; metric {res['metric']}")
+          f"{lines}, {panels}; metric {res['metric']}")
     print(res["verdict"])
     print(f"wrote {len(res['files'])} files to {res['out']} "
           f"(load {s['load']:.1f}s, analyse {s['analyse']:.1f}s, draw {s['draw']:.1f}s, "

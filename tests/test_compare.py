@@ -394,7 +394,7 @@ def test_regression_defaults_to_val_mse_lower_is_better(tmp_path: Path) -> None:
                             p_diverged=0, p_failed=0)
     rc, out, err = run_compare(sweep, "--by", "init", "--facet", "none")
     assert rc == 0, err
-    assert "metric val_mse" in out and "lines by init, panels by None" in out
+    assert "metric val_mse" in out and "lines by init, one panel" in out
     groups = pd.read_csv(sweep / "compare" / "groups.csv")
     assert groups["mean"].is_monotonic_increasing
     assert (sweep / "compare" / "curves_val_mse.png").exists()
