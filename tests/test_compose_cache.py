@@ -83,7 +83,8 @@ def test_cached_composition_equals_hydras(overrides: list[str], mode: RunMode) -
     assert again == expected
 
 
-def test_jobs_of_one_sweep_share_one_composition(monkeypatch: pytest.MonkeyPatch) -> None:
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Hydra's own compositions from now on, by their fixed lines."""
     calls: list[list[str]] = []
     original = compose_cache._ORIGINAL
 
@@ -92,6 +93,11 @@ def test_jobs_of_one_sweep_share_one_composition(monkeypatch: pytest.MonkeyPatch
         return original(self, name, overrides, *a)
 
     monkeypatch.setattr(compose_cache, "_ORIGINAL", counting)
+    return calls
+
+
+def test_jobs_of_one_sweep_share_one_composition(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting(monkeypatch)
     compose_cache.install()
     p = plan(["-m", "activation=relu,sigmoid", "seed=0,1,2,3", "data=digits", "optim=sgd",
               "optim.lr=0.05", "epochs=3"], CONF_DIR)
@@ -154,18 +160,6 @@ def test_the_basic_sweeper_hydra_instantiates_skips_its_second_composition() -> 
             sweeper._VALIDATE = saved
     assert basic.validate_batch_is_legal is original
 
-
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Hydra's own compositions from now on, by their fixed lines."""
-    calls: list[list[str]] = []
-    original = compose_cache._ORIGINAL
-
-    def counting(self, name, overrides, *a):  # type: ignore[no-untyped-def]
-        calls.append(list(overrides))
-        return original(self, name, overrides, *a)
-
-    monkeypatch.setattr(compose_cache, "_ORIGINAL", counting)
-    return calls
 
 
 @pytest.mark.parametrize(("overrides", "mode"), CASES)

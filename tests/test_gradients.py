@@ -70,14 +70,20 @@ def test_dropout_backward_matches_autograd_with_the_same_mask(task):
         torch.testing.assert_close(g, P[k].grad, rtol=1e-9, atol=1e-12, msg=k)
 
 
-def test_gradcheck_catches_a_wrong_backward(monkeypatch):
-    model, X, y = make("classification", "tanh", "xavier", False, 2)
+def one_percent_wrong(monkeypatch) -> None:
+    """Make every activation's backward wrong by 1%."""
     import mlp_core.model as model_mod
 
     real = model_mod.act_backward
     monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
+
+
+@pytest.mark.parametrize("check", [gradcheck, gradcheck_directions])
+def test_gradcheck_catches_a_wrong_backward(monkeypatch, check):
+    model, X, y = make("classification", "tanh", "xavier", False, 2)
+    one_percent_wrong(monkeypatch)
     with torch.inference_mode():
-        assert gradcheck(model, X, y) > 1e-3
+        assert check(model, X, y) > 1e-3
 
 
 @pytest.mark.parametrize("activation,batchnorm,task",
@@ -94,16 +100,6 @@ def test_gradcheck_directions_passes_with_dropout(task):
     model, X, y = make(task, "relu", "he", True, 2, dropout=0.3)
     with torch.inference_mode():
         assert gradcheck_directions(model, X, y, per_tensor=3) < 1e-6
-
-
-def test_gradcheck_directions_catches_a_wrong_backward(monkeypatch):
-    model, X, y = make("classification", "tanh", "xavier", False, 2)
-    import mlp_core.model as model_mod
-
-    real = model_mod.act_backward
-    monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
-    with torch.inference_mode():
-        assert gradcheck_directions(model, X, y) > 1e-3
 
 
 def one_wrong_entry(monkeypatch, name: str = "fc1.W", j: int = 123) -> None:
@@ -172,10 +168,7 @@ def test_gradcheck_directions_leaves_the_params_unchanged_bit_for_bit(monkeypatc
 
 def test_gradcheck_directions_is_deterministic_for_a_seed(monkeypatch):
     model, X, y = make("classification", "tanh", "xavier", False, 2)
-    import mlp_core.model as model_mod
-
-    real = model_mod.act_backward  # wrong by 1%: errors that depend on the directions
-    monkeypatch.setattr(model_mod, "act_backward", lambda *a: real(*a) * 1.01)
+    one_percent_wrong(monkeypatch)  # errors that depend on the directions
     with torch.inference_mode():
         a, b = (gradcheck_directions(model, X, y, per_tensor=2, seed=7) for _ in range(2))
         other = gradcheck_directions(model, X, y, per_tensor=2, seed=8)
