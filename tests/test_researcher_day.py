@@ -64,6 +64,24 @@ def test_launch_words_are_taken_out_of_the_command_line() -> None:
         launchwords.parse(["dry_run=maybe"])
 
 
+@pytest.mark.parametrize("flags", [["-m"], ["--config-name", "config", "-m"],
+                                   ["-cn", "config", "-m"], ["-m", "--config-name=config"]])
+def test_resume_keeps_hydras_flags_and_their_values_apart_from_the_overrides(
+        tmp_path: Path, flags: list[str]) -> None:
+    """A flag's value (`--config-name study`) is not an override: with no override given, the
+    sweep's recorded ones are used, and every flag keeps its value next to it."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - depth=1,2\n    - seed=0\n")
+    got = launchwords.resume_argv(flags, str(sweep), True, tmp_path / "default")
+    assert got == [*flags, "depth=1,2", "seed=0", f"hydra.sweep.dir='{sweep}'"]
+    given = launchwords.resume_argv([*flags, "seed=3"], str(sweep), True, tmp_path / "default")
+    assert given == [*flags, "seed=3", f"hydra.sweep.dir='{sweep}'"]
+    assert launchwords.split_flags(["-m", "a=1", "--config-dir", "d", "b=2"]) == (
+        ["-m", "--config-dir", "d"], ["a=1", "b=2"])
+
+
 @pytest.mark.slow
 def test_help_lists_the_real_keys_groups_and_presets_with_plus(tmp_path: Path) -> None:
     r = cli("--help", cwd=tmp_path)

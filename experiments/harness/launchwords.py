@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra._internal.utils import get_args_parser
+
 from experiments.harness import latest
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
@@ -61,7 +63,28 @@ def resume_argv(argv: list[str], resume: str, multirun: bool, default_dir: Path)
         if not folder.is_dir():
             raise LaunchWordError(f"resume={resume}: no such folder")
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    flags = [a for a in argv if a.startswith("-")]
-    given = [a for a in argv if not a.startswith("-") and not a.startswith(key + "=")]
+    flags, given = split_flags(argv)
+    given = [a for a in given if not a.startswith(key + "=")]
     overrides = given or latest.recorded_overrides(folder, multirun)
     return [*flags, *overrides, f"{key}={_quote(str(folder))}"]
+
+
+def split_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides) of a command line, in their order, as
+    Hydra's own parser reads it: `--config-name study -m seed=1` has the flags
+    `--config-name study -m` (a value is not an override)."""
+    try:
+        args, extras = get_args_parser().parse_known_args(list(argv))
+    except SystemExit:  # a flag Hydra refuses: it says so itself when the command runs
+        return [a for a in argv if a.startswith("-")], [a for a in argv if not a.startswith("-")]
+    # argparse takes the overrides before a flag as its positional list and leaves those after
+    # it over: both are overrides, in the order given
+    pending = [list(args.overrides), [e for e in extras if not e.startswith("-")]]
+    flags, overrides = [], []
+    for a in argv:
+        queue = next((q for q in pending if q and q[0] == a), None)
+        if queue is not None:
+            overrides.append(queue.pop(0))
+        else:
+            flags.append(a)
+    return flags, overrides
