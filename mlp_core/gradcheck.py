@@ -195,7 +195,7 @@ def gradcheck_directions(
     its error times its v_j, which a normal draw makes nonzero) and the check sees it. It costs 2
     forwards per direction, per tensor, instead of 2 per entry. The trade: an error is measured
     against the derivative along the whole direction, about ||g|| / sqrt(numel) in size, so a
-    wrong entry reads as its error over that (1% of ||g|| in one entry: 1e-3 to 5e-2 by seed),
+    wrong entry reads as its error over that (1% of ||g|| in one entry: 1e-3 to 1e-1 by seed),
     where an entry check that draws the entry reads it against that entry's own gradient.
 
     The same set-up as `gradcheck`: a float64 CPU copy of `model` (train mode, fixed dropout
@@ -210,6 +210,8 @@ def gradcheck_directions(
     The directions are drawn from `torch.Generator().manual_seed(seed)`, tensor by tensor in
     param order: the same seed gives the same result.
     """
+    if isinstance(per_tensor, bool) or not isinstance(per_tensor, int) or per_tensor < 1:
+        raise ValueError(f"per_tensor must be an integer >= 1, got {per_tensor!r}")
     m, grads, probe, second = _setup(model, X, y)
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0

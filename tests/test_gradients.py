@@ -184,3 +184,10 @@ def test_gradcheck_samples_large_nets():
         err = gradcheck(model, X, y, n_checks=100)
     assert err < 1e-5
     assert model.params["fc0.W"].dtype == torch.float32  # the check ran on a float64 copy
+
+
+@pytest.mark.parametrize("per_tensor", [0, -1, 1.5, True])
+def test_gradcheck_directions_needs_at_least_one_direction(per_tensor):
+    model, X, y = make("classification", "tanh", "xavier", False, 2)
+    with pytest.raises(ValueError, match="per_tensor must be an integer >= 1"):
+        gradcheck_directions(model, X, y, per_tensor=per_tensor)
