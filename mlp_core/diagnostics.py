@@ -22,15 +22,19 @@ def _saturation(activation: str, z: Tensor, a: Tensor) -> Tensor:
     0/1 values, bit for bit."""
     if activation in ("relu", "leaky_relu"):
         return (z.amax(0) <= 0).double().mean()
-    if activation in ("sigmoid", "tanh") and a.device.type == "cpu":
-        x = a.detach().numpy()
-        band = (x < 0.05) | (x > 0.95) if activation == "sigmoid" else np.abs(x) > 0.9
-        return torch.tensor(np.count_nonzero(band) / x.size, dtype=torch.float64)
-    if activation == "sigmoid":
-        return ((a < 0.05) | (a > 0.95)).double().mean()
-    if activation == "tanh":
-        return (a.abs() > 0.9).double().mean()
+    if activation in ("sigmoid", "tanh"):
+        if a.device.type == "cpu":
+            x = a.detach().numpy()
+            return torch.tensor(np.count_nonzero(_band(activation, x)) / x.size,
+                                dtype=torch.float64)
+        return _band(activation, a).double().mean()
     return (z.amax(0) < -3).double().mean()
+
+
+def _band(activation: str, x: Any) -> Any:
+    """The 0/1 mask of sigmoid or tanh outputs in their saturated band (a tensor or a numpy
+    array alike)."""
+    return (x < 0.05) | (x > 0.95) if activation == "sigmoid" else abs(x) > 0.9
 
 
 def saturation(activation: str, z: Tensor, a: Tensor) -> float:

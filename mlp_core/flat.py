@@ -20,11 +20,8 @@ def _offsets(shapes: Sequence[Sequence[int]], element_size: int) -> tuple[list[i
     offsets, end = [], 0
     for shape in shapes:
         start = -(-end // step) * step
-        n = 1
-        for d in shape:
-            n *= d
         offsets.append(start)
-        end = start + n
+        end = start + math.prod(shape)
     return offsets, end
 
 

@@ -61,18 +61,18 @@ class _Optimizer:
         self.params = params
         self.names = tuple(params)
         self.step_count = 0
-        # the params the flat view was found for (found again when a tensor is swapped in),
-        # the view, their shapes; and each buffer list with its flat view
-        self._flat_of: tuple[tuple[Tensor, ...], Tensor | None, list] = ((), None, [])
+        # the params the flat view was found for (found again when a tensor is swapped in) and
+        # the view; and each buffer list with its flat view
+        self._flat_of: tuple[tuple[Tensor, ...], Tensor | None] = ((), None)
         self._flat_bufs: dict[str, tuple[list[Tensor], Tensor | None]] = {}
         self._views_ok: list[Tensor] | None = None  # the FlatGrads views last found laid out alike
 
     def _params_flat(self, params: list[Tensor]) -> Tensor | None:
         """The one buffer `params` tile (`flat_view`), found again only when a tensor changed."""
-        seen, flat, _ = self._flat_of
+        seen, flat = self._flat_of
         if len(seen) != len(params) or any(a is not b for a, b in zip(seen, params, strict=True)):
             flat = flat_view(params)
-            self._flat_of = (tuple(params), flat, [p.shape for p in params])
+            self._flat_of = (tuple(params), flat)
             self._views_ok = None
         return flat
 
@@ -102,7 +102,7 @@ class _Optimizer:
                 or not all(a is b for a, b in zip(g, grads.views, strict=True)):
             return None
         if grads.views is not self._views_ok:  # laid out like the params (once per buffer)
-            if grads.flat.dtype != P.dtype or [t.shape for t in g] != self._flat_of[2]:
+            if grads.flat.dtype != P.dtype or [t.shape for t in g] != [p.shape for p in params]:
                 return None
             self._views_ok = grads.views
         bufs = {}
@@ -233,7 +233,7 @@ class SGD(_Optimizer):
         if self.momentum != 0:
             bufs = bufs["momentum_buffer"]
             if bufs is None:  # the first step: b = g
-                each, flat, _ = self._flat_of  # the params as tensors, their one buffer
+                each, flat = self._flat_of  # the params as tensors, their one buffer
                 if flat is None:
                     self.momentum_buffer = bufs = [t.clone() for t in g]
                 else:  # laid out like the params; the fused step works on its whole buffer
