@@ -9,7 +9,7 @@ import os
 import pickle
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,26 @@ def split(loader: ConfigLoaderImpl, overrides: Sequence[str]) -> tuple[list[str]
     return fixed, values
 
 
+def _yaml_files(root: Any) -> Iterator[tuple[str, Any]]:
+    """(path under `root`, file) of every .yaml file under `root` (a Path or an importlib
+    Traversable), in a fixed order. Linked folders are followed, as Hydra follows them, each
+    real folder once (a link cycle ends)."""
+    stack, seen = [(root, "")], set()
+    while stack:
+        node, rel = stack.pop()
+        if isinstance(node, Path):
+            real = os.path.realpath(node)
+            if real in seen:
+                continue
+            seen.add(real)
+        for child in sorted(node.iterdir(), key=lambda c: c.name, reverse=True):
+            name = f"{rel}/{child.name}"
+            if child.is_dir():
+                stack.append((child, name))
+            elif child.name.endswith(".yaml"):
+                yield name, child
+
+
 def _sources(loader: ConfigLoaderImpl) -> tuple[Any, ...]:
     """The loader's config sources, with every file's size and mtime for file sources, so an
     edited config file is composed afresh."""
@@ -92,9 +112,9 @@ def _sources(loader: ConfigLoaderImpl) -> tuple[Any, ...]:
     for s in loader.repository.get_sources():
         out.append((s.provider, s.scheme(), s.path))
         if s.scheme() == "file" and os.path.isdir(s.path):
-            for p in sorted(Path(s.path).rglob("*.yaml")):
-                st = p.stat()
-                out.append((str(p), st.st_mtime_ns, st.st_size))
+            for name, f in _yaml_files(Path(s.path)):
+                st = f.stat()
+                out.append((name, st.st_mtime_ns, st.st_size))
     return tuple(out)
 
 
@@ -122,23 +142,11 @@ def disk_dir() -> Path | None:
 
 
 def _tree_digest(h: Any, root: Any) -> None:
-    """Every .yaml file under `root` (a Path or an importlib Traversable), by its path under
-    `root` and its bytes, into the hash `h`, in sorted order. Linked folders are followed, as
-    Hydra follows them, each real folder once (a link cycle ends)."""
-    stack, seen = [(root, "")], set()
-    while stack:
-        node, rel = stack.pop()
-        if isinstance(node, Path):
-            real = os.path.realpath(node)
-            if real in seen:
-                continue
-            seen.add(real)
-        for child in sorted(node.iterdir(), key=lambda c: c.name, reverse=True):
-            name = f"{rel}/{child.name}"
-            if child.is_dir():
-                stack.append((child, name))
-            elif child.name.endswith(".yaml"):
-                h.update(f"{name}\0{len(data := child.read_bytes())}\0".encode() + data)
+    """Every .yaml file under `root` (`_yaml_files`), by its path under `root` and its bytes,
+    into the hash `h`."""
+    for name, f in _yaml_files(root):
+        data = f.read_bytes()
+        h.update(f"{name}\0{len(data)}\0".encode() + data)
 
 
 def _disk_key(loader: ConfigLoaderImpl, head: tuple[Any, ...], from_shell: bool) -> str:
