@@ -98,7 +98,7 @@ def layer_stats(
     and dropout, train and eval mode are one computation).
     """
     out, cache = forward or model.forward(X, True, update_running=False, use_dropout=False)
-    _, dout = model.loss_and_grad(out, y)
+    dout = model.loss_grad(out, y)
     grads = model.backward(dout, cache)
     acts, pres = [*cache["post"], out], [*cache["pre"], out]
     nan = torch.tensor(math.nan, dtype=torch.float64, device=out.device)

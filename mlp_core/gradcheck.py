@@ -137,7 +137,7 @@ def _setup(model: MLP, X: Tensor, y: Tensor) -> tuple[MLP, dict[str, Tensor], _P
         y = y.to(torch.float64)
     rng_state = m.generator.get_state()  # before the forward that draws the dropout mask
     out, cache = m.forward(X, True, update_running=False)
-    _, dout = m.loss_and_grad(out, y)
+    dout = m.loss_grad(out, y)
     grads = m.backward(dout, cache)
     probe = _Probe(m, y, cache, rng_state)
     second = 0.1 if probe.signs0 is not None else 10.0

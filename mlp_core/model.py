@@ -23,7 +23,14 @@ from mlp_core.layers import (
     linear_forward,
     update_running_stats,
 )
-from mlp_core.losses import cross_entropy, mse, softmax_cross_entropy, squared_error
+from mlp_core.losses import (
+    cross_entropy,
+    mse,
+    mse_grad,
+    softmax_cross_entropy,
+    softmax_cross_entropy_grad,
+    squared_error,
+)
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -222,6 +229,12 @@ class MLP:
         """The scalar batch-mean loss alone: loss_and_grad's value, without d loss / d out."""
         raise NotImplementedError
 
+    def loss_grad(self, out: Tensor, y: Tensor) -> Tensor:
+        """d loss / d out alone: loss_and_grad's gradient, bit for bit. The task classes skip
+        the kernels that make the loss (for a step that does not read it); a subclass that
+        overrides loss_and_grad alone gets its gradient from there."""
+        return self.loss_and_grad(out, y)[1]
+
     def predict(self, X: Tensor) -> Tensor:
         """Eval-mode prediction."""
         raise NotImplementedError
@@ -300,6 +313,12 @@ class MLPClassifier(MLP):
         """Mean softmax cross-entropy alone."""
         return cross_entropy(out, y)
 
+    def loss_grad(self, out: Tensor, y: Tensor) -> Tensor:
+        """d loss / d logits alone."""
+        if type(self).loss_and_grad is not MLPClassifier.loss_and_grad:  # a subclass's own loss
+            return super().loss_grad(out, y)
+        return softmax_cross_entropy_grad(out, y)
+
     def predict(self, X: Tensor) -> Tensor:
         """Predicted class labels (N,)."""
         return self._eval_out(X, 8192).argmax(1)
@@ -325,6 +344,12 @@ class MLPRegressor(MLP):
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
         """MSE over all elements alone."""
         return squared_error(out, y)
+
+    def loss_grad(self, out: Tensor, y: Tensor) -> Tensor:
+        """d loss / d predictions alone."""
+        if type(self).loss_and_grad is not MLPRegressor.loss_and_grad:  # a subclass's own loss
+            return super().loss_grad(out, y)
+        return mse_grad(out, y)
 
     def predict(self, X: Tensor) -> Tensor:
         """Predictions (N, out_dim)."""

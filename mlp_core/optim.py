@@ -35,6 +35,67 @@ def _integer(name: str, value: Any, low: int) -> int:
     return value
 
 
+class _Each:
+    """The update rules' operations on lists of tensors, one per param: `torch._foreach_*`."""
+
+    add = staticmethod(torch._foreach_add)
+    add_ = staticmethod(torch._foreach_add_)
+    addcdiv_ = staticmethod(torch._foreach_addcdiv_)
+    addcmul_ = staticmethod(torch._foreach_addcmul_)
+    copy_ = staticmethod(torch._foreach_copy_)
+    div_ = staticmethod(torch._foreach_div_)
+    lerp_ = staticmethod(torch._foreach_lerp_)
+    mul_ = staticmethod(torch._foreach_mul_)
+    sqrt = staticmethod(torch._foreach_sqrt)
+
+
+def _first(x: Any) -> Any:
+    """The tensor of a one-tensor list; a scalar as it is."""
+    return x[0] if isinstance(x, list) else x
+
+
+class _One:
+    """The same operations on lists of one tensor (the flat buffers) as that tensor's own op:
+    what the CPU's `_foreach_*` runs for each tensor, so the same bits, without its ~3 us of
+    overhead a call (SGD with momentum: 23 -> 14 us an update of a [128, 128] net)."""
+
+    @staticmethod
+    def add(a: list[Tensor], b: list[Tensor], alpha: float = 1) -> list[Tensor]:
+        return [torch.add(a[0], b[0], alpha=alpha)]
+
+    @staticmethod
+    def add_(a: list[Tensor], b: Any, alpha: float = 1) -> None:
+        a[0].add_(_first(b), alpha=alpha)
+
+    @staticmethod
+    def addcdiv_(a: list[Tensor], b: list[Tensor], c: list[Tensor], value: float) -> None:
+        a[0].addcdiv_(b[0], c[0], value=value)
+
+    @staticmethod
+    def addcmul_(a: list[Tensor], b: list[Tensor], c: list[Tensor], value: float) -> None:
+        a[0].addcmul_(b[0], c[0], value=value)
+
+    @staticmethod
+    def copy_(a: list[Tensor], b: list[Tensor]) -> None:
+        a[0].copy_(b[0])
+
+    @staticmethod
+    def div_(a: list[Tensor], b: Any) -> None:
+        a[0].div_(_first(b))
+
+    @staticmethod
+    def lerp_(a: list[Tensor], b: list[Tensor], weight: float) -> None:
+        a[0].lerp_(b[0], weight)
+
+    @staticmethod
+    def mul_(a: list[Tensor], b: Any) -> None:
+        a[0].mul_(_first(b))
+
+    @staticmethod
+    def sqrt(a: list[Tensor]) -> list[Tensor]:
+        return [torch.sqrt(a[0])]
+
+
 class _Optimizer:
     """Shared plumbing: fixed name order, gathering grads, checkpointing state and hyperparameters.
 
@@ -120,10 +181,11 @@ class _Optimizer:
         raise NotImplementedError
 
     def _update(self, params: list[Tensor], grads: list[Tensor],
-                bufs: dict[str, list[Tensor] | None]) -> None:
+                bufs: dict[str, list[Tensor] | None], ops: type = _Each) -> None:
         """The rule on `params` from `grads` with the buffers `bufs` (by attribute name):
-        per tensor, or each a list of one flat tensor. A buffer still None is allocated here
-        and set on self (as one tensor per param, views of one buffer where the params are)."""
+        per tensor, or each a list of one flat tensor, with `ops` the operations on such lists
+        (`_Each`, `_One`). A buffer still None is allocated here and set on self (as one tensor
+        per param, views of one buffer where the params are)."""
         raise NotImplementedError
 
     def step(self, grads: Mapping[str, Tensor]) -> None:
@@ -146,9 +208,9 @@ class _Optimizer:
         """One update, on the flat buffers where there are some (`_fused`)."""
         fused = self._fused(params, g, grads)
         if fused is None:
-            self._update(params, g, {key: getattr(self, key) for key in self.buffers})
+            self._update(params, g, {key: getattr(self, key) for key in self.buffers}, _Each)
             return
-        self._update(*fused)
+        self._update(*fused, _One)
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and copies of the buffers (torch.load weights_only-safe)."""
@@ -227,9 +289,9 @@ class SGD(_Optimizer):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
 
     def _update(self, params: list[Tensor], g: list[Tensor],
-                bufs: dict[str, list[Tensor] | None]) -> None:
+                bufs: dict[str, list[Tensor] | None], ops: type = _Each) -> None:
         if self.weight_decay != 0:
-            g = torch._foreach_add(g, params, alpha=self.weight_decay)
+            g = ops.add(g, params, alpha=self.weight_decay)
         if self.momentum != 0:
             bufs = bufs["momentum_buffer"]
             if bufs is None:  # the first step: b = g
@@ -240,13 +302,13 @@ class SGD(_Optimizer):
                     self.momentum_buffer = self._new_buffer(list(each))
                     bufs = ([self._buffer_flat("momentum_buffer")] if params[0] is flat
                             else self.momentum_buffer)
-                    torch._foreach_copy_(bufs, g)
+                    ops.copy_(bufs, g)
             else:
-                torch._foreach_mul_(bufs, _scalar(self.momentum, bufs[0]))
-                torch._foreach_add_(bufs, g, alpha=1 - self.dampening)
+                ops.mul_(bufs, _scalar(self.momentum, bufs[0]))
+                ops.add_(bufs, g, alpha=1 - self.dampening)
             # out of place: g may be the caller's grads
-            g = torch._foreach_add(g, bufs, alpha=self.momentum) if self.nesterov else bufs
-        torch._foreach_add_(params, g, alpha=-self.lr)
+            g = ops.add(g, bufs, alpha=self.momentum) if self.nesterov else bufs
+        ops.add_(params, g, alpha=-self.lr)
 
 
 class Adam(_Optimizer):
@@ -277,22 +339,22 @@ class Adam(_Optimizer):
         self.weight_decay = _real("weight_decay", self.weight_decay, low=0.0)
 
     def _update(self, params: list[Tensor], g: list[Tensor],
-                bufs: dict[str, list[Tensor] | None]) -> None:
+                bufs: dict[str, list[Tensor] | None], ops: type = _Each) -> None:
         beta1, beta2 = self.betas
         exp_avg, exp_avg_sq = bufs["exp_avg"], bufs["exp_avg_sq"]
         if self.weight_decay != 0:
-            g = torch._foreach_add(g, params, alpha=self.weight_decay)
-        torch._foreach_lerp_(exp_avg, g, 1 - beta1)  # m = beta1*m + (1-beta1)*g
-        torch._foreach_mul_(exp_avg_sq, beta2)  # v = beta2*v + (1-beta2)*g*g
-        torch._foreach_addcmul_(exp_avg_sq, g, g, 1 - beta2)
+            g = ops.add(g, params, alpha=self.weight_decay)
+        ops.lerp_(exp_avg, g, 1 - beta1)  # m = beta1*m + (1-beta1)*g
+        ops.mul_(exp_avg_sq, beta2)  # v = beta2*v + (1-beta2)*g*g
+        ops.addcmul_(exp_avg_sq, g, g, 1 - beta2)
         # p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps), in torch's operation order
         t = float(self.step_count)
         step_size = self.lr / (1 - beta1**t)
         bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, bias_correction2_sqrt)
-        torch._foreach_add_(denom, self.eps)
-        torch._foreach_addcdiv_(params, exp_avg, denom, -step_size)
+        denom = ops.sqrt(exp_avg_sq)
+        ops.div_(denom, bias_correction2_sqrt)
+        ops.add_(denom, self.eps)
+        ops.addcdiv_(params, exp_avg, denom, -step_size)
 
 
 _OPTIONS = {"sgd": (SGD, ("lr", "momentum", "nesterov", "weight_decay", "dampening")),

@@ -128,21 +128,26 @@ class Trainer:
         lr = self.schedule.lr_at(e)
         opt.lr = lr
         t0 = time.perf_counter()
-        recent: list[torch.Tensor] = []  # batch losses, checked for inf/nan every 32 steps
         n_seen, finite = 0, True
-        for Xb, yb in batches(self.data.X_train, self.data.y_train, self.cfg.batch_size,
-                              self.generator, shuffle=True, drop_last=self.drop_last):
+        for k, (Xb, yb) in enumerate(batches(self.data.X_train, self.data.y_train,
+                                             self.cfg.batch_size, self.generator, shuffle=True,
+                                             drop_last=self.drop_last), 1):
             out, cache = model.forward(Xb, train=True)
-            loss, dout = model.loss_and_grad(out, yb)
+            # Every 32nd batch's loss is made and read back (one sync per 32 steps) to stop a
+            # diverged run mid-epoch: a non-finite loss comes from non-finite outputs, whose
+            # gradient is NaN, and NaN params stay NaN, so an earlier step's blow-up shows in
+            # this loss too (an epoch's end checks its train and val loss as well). The other
+            # steps make the gradient alone, bit for bit the same, without the loss's kernels.
+            if k % 32:
+                loss, dout = None, model.loss_grad(out, yb)
+            else:
+                loss, dout = model.loss_and_grad(out, yb)
             opt.step(model.backward(dout, cache, out=self.grads))
-            recent.append(loss)
             n_seen += Xb.shape[0]
             self.step += 1
-            if len(recent) == 32:  # one sync per 32 steps, no per-step accumulation kernel
-                if not math.isfinite(float(torch.stack(recent).double().sum())):
-                    finite = False
-                    break
-                recent.clear()
+            if loss is not None and not math.isfinite(float(loss)):
+                finite = False
+                break
         t_train = time.perf_counter() - t0
         self.epoch = e
         rec = self._record(e, lr, n_seen / max(t_train, 1e-12), t0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mlp_core import optim
 from mlp_core.flat import ALIGN_BYTES, FlatGrads, flat_view, views_of, zeros_packed
 from mlp_core.model import MLPClassifier, MLPRegressor
 from mlp_core.optim import make_optimizer
@@ -98,7 +99,8 @@ def test_backward_refuses_another_models_grads():
 
 def _train(m, name: str, kw: dict, flat: bool, steps: int = 12, spy: list | None = None):
     """`steps` optimizer steps of model m on fixed data; grads into one buffer when `flat`.
-    spy: the number of tensors of each `torch._foreach_*` call inside the optimizer's steps."""
+    spy: (the operations' class, its number of tensors) of each operation of the optimizer's
+    rule in its steps: `_Each` runs `torch._foreach_*` on a list, `_One` a tensor's own op."""
     X, y = _data(n=48, d=m.in_dim)
     opt = make_optimizer(name, m.params, **kw)
     into = m.new_grads() if flat else None
@@ -111,15 +113,17 @@ def _train(m, name: str, kw: dict, flat: bool, steps: int = 12, spy: list | None
             if spy is None:
                 opt.step(grads)
                 continue
-            real = {n: getattr(torch, n) for n in dir(torch) if n.startswith("_foreach_")}
+            real = {(cls, n): f for cls in (optim._Each, optim._One)
+                    for n, f in vars(cls).items() if not n.startswith("_")}
             try:
-                for n, f in real.items():
-                    setattr(torch, n, lambda ts, *a, _f=f, **k: spy.append(len(ts))
-                            or _f(ts, *a, **k))
+                for (cls, n), f in real.items():
+                    setattr(cls, n, staticmethod(
+                        lambda ts, *a, _f=f.__func__, _c=cls.__name__, **k:
+                        spy.append((_c, len(ts))) or _f(ts, *a, **k)))
                 opt.step(grads)
             finally:
-                for n, f in real.items():
-                    setattr(torch, n, f)
+                for (cls, n), f in real.items():
+                    setattr(cls, n, f)
     return opt
 
 
@@ -132,10 +136,11 @@ def test_one_buffer_steps_are_the_per_tensor_steps_bit_for_bit(name, kw):
 
     sizes: list[int] = []  # how many tensors each foreach call of the optimizer's steps got
     fused = _train(flat_m, name, kw, flat=True, spy=sizes)
-    assert sizes and set(sizes) == {1}, sizes  # every operation of the rule once, on the buffer
+    # every operation of the rule once, on the buffer, as that tensor's own op
+    assert sizes and set(sizes) == {("_One", 1)}, sizes
     sizes.clear()
     split = _train(split_m, name, kw, flat=False, spy=sizes)
-    assert set(sizes) == {len(split_m.params)}  # per tensor
+    assert set(sizes) == {("_Each", len(split_m.params))}  # per tensor
     for k in flat_m.params:
         assert torch.equal(flat_m.params[k], split_m.params[k]), k
     a, b = fused.state_dict(), split.state_dict()
@@ -204,14 +209,17 @@ def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer():
                 opt.step(m.backward(dout, cache, out=out))
     assert flat_view(fused.momentum_buffer) is not None
     assert all(torch.equal(flat_m.params[k], split_m.params[k]) for k in flat_m.params)
-    sizes: list[int] = []  # one more step of the same optimizer: on the whole buffer
-    real = torch._foreach_add_
+    sizes: list[tuple[str, int]] = []  # one more step of the same optimizer: on the buffer
+    real = {cls: vars(cls)["add_"] for cls in (optim._Each, optim._One)}
     try:
-        torch._foreach_add_ = lambda ts, *a, **k: sizes.append(len(ts)) or real(ts, *a, **k)
+        for cls, f in real.items():
+            cls.add_ = staticmethod(lambda ts, *a, _f=f.__func__, _c=cls.__name__, **k:
+                                    sizes.append((_c, len(ts))) or _f(ts, *a, **k))
         with torch.inference_mode():
             o, cache = flat_m.forward(X)
             _, dout = flat_m.loss_and_grad(o, y)
             fused.step(flat_m.backward(dout, cache, out=into))
     finally:
-        torch._foreach_add_ = real
-    assert sizes and set(sizes) == {1}, sizes
+        for cls, f in real.items():
+            cls.add_ = f
+    assert sizes and set(sizes) == {("_One", 1)}, sizes
