@@ -278,3 +278,33 @@ def test_narrow_logits_computed_transposed_are_h_w_plus_b(rows: int) -> None:
         out = linear_forward(h.to(dtype), W.to(dtype), b.to(dtype))
         assert _narrow(h, W) == (rows >= 64) and out.is_contiguous() and out.dtype == dtype
         torch.testing.assert_close(out.double(), h @ W + b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_loss_grad_is_loss_and_grads_gradient_bit_for_bit(task, dtype):
+    gen = torch.Generator().manual_seed(3)
+    Model = MLPClassifier if task == "classification" else MLPRegressor
+    m = Model(5, 4, [7], dtype=dtype, seed=1)
+    X = torch.randn(9, 5, generator=gen, dtype=dtype) * 30  # large logits: a saturated softmax
+    y = (torch.randint(0, 4, (9,), generator=gen) if task == "classification"
+         else torch.randn(9, 4, generator=gen, dtype=dtype))
+    with torch.inference_mode():
+        out, _ = m.forward(X)
+        loss, dout = m.loss_and_grad(out, y)
+        alone = m.loss_grad(out, y)
+    assert alone.dtype == dtype and torch.equal(alone, dout)
+    assert torch.isfinite(loss)
+
+
+def test_loss_grad_of_a_subclass_with_its_own_loss_is_that_losss_gradient():
+    class Scaled(MLPClassifier):
+        def loss_and_grad(self, out, y):
+            loss, dout = super().loss_and_grad(out, y)
+            return 2 * loss, 2 * dout
+
+    m = Scaled(3, 2, [4], seed=0)
+    X, y = torch.randn(6, 3), torch.tensor([0, 1, 1, 0, 1, 0])
+    with torch.inference_mode():
+        out, _ = m.forward(X)
+        assert torch.equal(m.loss_grad(out, y), 2 * softmax_cross_entropy(out, y)[1])

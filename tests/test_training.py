@@ -190,3 +190,17 @@ def test_the_epoch_metrics_of_one_pass_are_each_splits_own(batchnorm: bool) -> N
         for w, g in zip(want, got, strict=True):
             assert g["acc"] == w["acc"]
             assert g["loss"] == pytest.approx(w["loss"], rel=1e-6)
+
+
+def test_divergence_stops_an_epoch_at_its_next_32_step_check():
+    """One epoch of 240 batches that blows up in its first steps stops at the 32nd batch, where
+    the Trainer reads a batch loss back, not at the epoch's end."""
+    data = load_dataset("moons", n_samples=4000, seed=0)
+    model = MLPClassifier(data.in_dim, data.out_dim, [32, 32], seed=0)
+    opt = SGD(model.params, lr=1e6, momentum=0.9)
+    trainer = Trainer(model, opt, LRSchedule(1e6, 3), data, TrainConfig(epochs=3, batch_size=10))
+    recs = list(trainer.run())
+    assert len(data.X_train) // 10 >= 200
+    assert trainer.status == "diverged" and recs[-1].metrics["epoch"] == 1
+    assert trainer.step == 32
+    assert not all(torch.isfinite(p).all() for p in model.params.values())
