@@ -264,10 +264,11 @@ def test_a_bias_before_batchnorm_has_a_zero_gradient_as_autograd_finds_up_to_rou
         torch.testing.assert_close(g["fc0.W"], ref["fc0.W"].grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows", [8, 100, 1438])
+@pytest.mark.parametrize("rows", [8, 100, 128, 1438])
 def test_narrow_logits_computed_transposed_are_h_w_plus_b(rows: int) -> None:
     """The logits of a wide layer into few outputs are computed as (W^T h^T)^T on the CPU
-    (layers._narrow): the same numbers as h @ W + b, contiguous, in both dtypes."""
+    (layers._narrow) from NARROW_FORWARD_ROWS rows on: the same numbers as h @ W + b on either
+    path, contiguous, in both dtypes."""
     from mlp_core.layers import _narrow, linear_forward
 
     gen = torch.Generator().manual_seed(rows)
