@@ -221,7 +221,7 @@ def act_backward(name: str, dout: Tensor, x: Tensor, out: Tensor, inplace: bool 
 # ---------------------------------------------------------------- Dropout
 def dropout_forward(x: Tensor, p: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Inverted dropout: keep each unit with prob 1-p and scale by 1/(1-p). Returns out, mask."""
-    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
+    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator).div_(scalar(1.0 - p, x))
     return x * mask, mask
 
 

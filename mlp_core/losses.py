@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from mlp_core.scalars import scalar
+
 
 def softmax_cross_entropy(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Mean cross-entropy of int64 labels y (N,) under softmax(logits (N, C)).
@@ -30,7 +32,9 @@ def softmax_cross_entropy_grad(logits: Tensor, y: Tensor) -> Tensor:
 def _dlogits(logp: Tensor, y: Tensor) -> Tensor:
     """(softmax - onehot) / N from log p (N, C), written over logp."""
     n = logp.shape[0]
-    dlogits = logp.exp_().mul_(1.0 / n)  # softmax / N
+    # the factors as cached 0-d tensors: `mul_` wraps a Python float in a tensor and converts
+    # it every call (5.8 -> 3.2 us on (64, 10)); the product is the same bit for bit
+    dlogits = logp.exp_().mul_(scalar(1.0 / n, logp))  # softmax / N
     dlogits.scatter_(1, y.view(-1, 1), -1.0 / n, reduce="add")  # - onehot / N
     return dlogits
 
@@ -39,7 +43,7 @@ def _nll(logp: Tensor, y: Tensor) -> Tensor:
     """-mean_i logp[i, y_i], as a sum times -1/N (`Tensor.mean` of float32 makes a dtype round
     trip on the CPU that costs more than the sum on small batches); NaN for no rows, as a mean."""
     n = logp.shape[0]
-    return logp.gather(1, y.view(-1, 1)).sum().mul_(-1.0 / n if n else math.nan)
+    return logp.gather(1, y.view(-1, 1)).sum().mul_(scalar(-1.0 / n if n else math.nan, logp))
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -62,10 +66,10 @@ def squared_error(pred: Tensor, y: Tensor) -> Tensor:
 def mse(pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Mean over all elements of (pred - y)^2 (PyTorch's MSELoss); dpred = 2 (pred - y) / numel."""
     loss, diff = _squared_error(pred, y)
-    return loss, diff.mul_(2.0 / diff.numel())
+    return loss, diff.mul_(scalar(2.0 / diff.numel(), diff))
 
 
 def mse_grad(pred: Tensor, y: Tensor) -> Tensor:
     """d loss / d pred of `mse` alone (the same kernels, so the same bits)."""
     diff = pred - y.view_as(pred)
-    return diff.mul_(2.0 / diff.numel())
+    return diff.mul_(scalar(2.0 / diff.numel(), diff))

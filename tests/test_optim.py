@@ -344,3 +344,17 @@ def test_momentum_as_a_tensor_scalar_is_the_python_floats_product_bit_for_bit(dt
         torch._foreach_mul_(a, m)
         torch._foreach_mul_(b, _scalar(m, b[0]))
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_tensors_mul_and_div_by_a_cached_scalar_are_the_python_floats_bit_for_bit(dtype):
+    """The losses' 1/N and 2/numel factors and dropout's 1/(1-p) are cached 0-d tensors
+    (`mlp_core.scalars`): a tensor's own mul_/div_ by one gives what the Python float gives."""
+    from mlp_core.scalars import scalar
+
+    gen = torch.Generator().manual_seed(1)
+    for n in range(1, 300):
+        x = torch.randn(n, 10, generator=gen, dtype=dtype)
+        for f in (1.0 / n, -1.0 / n, 2.0 / (10 * n), 1.0 - 1.0 / (n + 1)):
+            assert torch.equal(x.clone().mul_(f), x.clone().mul_(scalar(f, x))), (n, f)
+            assert torch.equal(x.clone().div_(f), x.clone().div_(scalar(f, x))), (n, f)
