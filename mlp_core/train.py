@@ -134,10 +134,11 @@ class Trainer:
                                              drop_last=self.drop_last), 1):
             out, cache = model.forward(Xb, train=True)
             # Every 32nd batch's loss is made and read back (one sync per 32 steps) to stop a
-            # diverged run mid-epoch: a non-finite loss comes from non-finite outputs, whose
-            # gradient is NaN, and NaN params stay NaN, so an earlier step's blow-up shows in
-            # this loss too (an epoch's end checks its train and val loss as well). The other
-            # steps make the gradient alone, bit for bit the same, without the loss's kernels.
+            # diverged run mid-epoch: a run that blows up gets non-finite outputs, so NaN
+            # gradients and NaN params, which stay NaN, and an earlier step's blow-up shows in
+            # this loss too (an epoch's end checks its train and val loss against
+            # diverge_factor as well). The other steps make the gradient alone, bit for bit
+            # the same, without the loss's kernels.
             if k % 32:
                 loss, dout = None, model.loss_grad(out, yb)
             else:
