@@ -134,7 +134,7 @@ def test_one_buffer_steps_are_the_per_tensor_steps_bit_for_bit(name, kw):
     split_m.params.update({k: v.clone() for k, v in split_m.params.items()})  # own tensors
     assert flat_view(list(split_m.params.values())) is None
 
-    sizes: list[int] = []  # how many tensors each foreach call of the optimizer's steps got
+    sizes: list[tuple[str, int]] = []  # (ops class, tensors) of each operation of the steps
     fused = _train(flat_m, name, kw, flat=True, spy=sizes)
     # every operation of the rule once, on the buffer, as that tensor's own op
     assert sizes and set(sizes) == {("_One", 1)}, sizes
