@@ -66,10 +66,14 @@ def squared_error(pred: Tensor, y: Tensor) -> Tensor:
 def mse(pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Mean over all elements of (pred - y)^2 (PyTorch's MSELoss); dpred = 2 (pred - y) / numel."""
     loss, diff = _squared_error(pred, y)
-    return loss, diff.mul_(scalar(2.0 / diff.numel(), diff))
+    return loss, _dpred(diff)
 
 
 def mse_grad(pred: Tensor, y: Tensor) -> Tensor:
     """d loss / d pred of `mse` alone (the same kernels, so the same bits)."""
-    diff = pred - y.view_as(pred)
+    return _dpred(pred - y.view_as(pred))
+
+
+def _dpred(diff: Tensor) -> Tensor:
+    """2 (pred - y) / numel from diff = pred - y, written over diff."""
     return diff.mul_(scalar(2.0 / diff.numel(), diff))
