@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -127,6 +128,9 @@ class _Optimizer:
         self._flat_of: tuple[tuple[Tensor, ...], Tensor | None] = ((), None)
         self._flat_bufs: dict[str, tuple[list[Tensor], Tensor | None]] = {}
         self._views_ok: list[Tensor] | None = None  # the FlatGrads views last found laid out alike
+        # the last fused step: (grads, its views, the params, {buffer attribute: list}, the
+        # flat lists `_update` took); the next step with the same objects skips `_fused`
+        self._last: tuple | None = None
 
     def _params_flat(self, params: list[Tensor]) -> Tensor | None:
         """The one buffer `params` tile (`flat_view`), found again only when a tensor changed."""
@@ -190,6 +194,10 @@ class _Optimizer:
 
     def step(self, grads: Mapping[str, Tensor]) -> None:
         """One update of every param in place from `grads` (same keys as params)."""
+        if self._same_as_last(grads):  # a training loop's every step after the first two
+            self.step_count += 1
+            self._update(*self._last[4], _One)
+            return
         if len(grads) != len(self.names):
             raise KeyError(f"grads has keys {sorted(grads)}, expected {sorted(self.names)}")
         try:
@@ -208,9 +216,27 @@ class _Optimizer:
         """One update, on the flat buffers where there are some (`_fused`)."""
         fused = self._fused(params, g, grads)
         if fused is None:
+            self._last = None
             self._update(params, g, {key: getattr(self, key) for key in self.buffers}, _Each)
             return
+        # the buffer lists as they were: one still None that the update allocates is not the
+        # same object next step, which then takes this path again and finds the new buffer
+        before = {key: getattr(self, key) for key in self.buffers}
         self._update(*fused, _One)
+        self._last = (grads, grads.views, tuple(params), before, fused)
+
+    def _same_as_last(self, grads: Mapping[str, Tensor]) -> bool:
+        """Whether this step's tensors are the last fused step's, every one the same object:
+        the same FlatGrads holding its own views, the same params in the dict, the same
+        buffer lists (and inside inference mode, where the last one ran)."""
+        last = self._last
+        if last is None or grads is not last[0] or grads.views is not last[1] \
+                or len(grads) != len(last[1]) or not torch.is_inference_mode_enabled():
+            return False
+        P = self.params
+        return (all(map(operator.is_, grads.values(), last[1]))
+                and all(map(operator.is_, map(P.__getitem__, self.names), last[2]))
+                and all(getattr(self, key) is b for key, b in last[3].items()))
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and copies of the buffers (torch.load weights_only-safe)."""

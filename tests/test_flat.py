@@ -170,15 +170,19 @@ def test_state_moves_between_one_buffer_and_per_tensor_optimizers(name, kw):
     assert all(torch.equal(straight.params[k], split.params[k]) for k in straight.params)
 
 
-def test_a_param_swapped_into_the_dict_is_the_one_updated():
+@pytest.mark.parametrize("steps_before", [1, 3])
+def test_a_param_swapped_into_the_dict_is_the_one_updated(steps_before):
+    """Also after steps that repeat the last one's tensors (3: `_same_as_last` holds)."""
     m = MLPClassifier(6, 3, [8], seed=0)
     opt = make_optimizer("sgd", m.params, lr=0.1, momentum=0.9)
     X, y = _data()
     grads = m.new_grads()
     with torch.inference_mode():
-        out, cache = m.forward(X)
-        _, dout = m.loss_and_grad(out, y)
-        opt.step(m.backward(dout, cache, out=grads))
+        for _ in range(steps_before):
+            out, cache = m.forward(X)
+            _, dout = m.loss_and_grad(out, y)
+            opt.step(m.backward(dout, cache, out=grads))
+        assert opt._same_as_last(grads) is (steps_before > 2)
         old = m.params["fc1.W"]
         m.params["fc1.W"] = old.clone()  # no longer part of the buffer: per-tensor steps
         before = m.params["fc1.W"].clone()
@@ -187,6 +191,25 @@ def test_a_param_swapped_into_the_dict_is_the_one_updated():
         opt.step(m.backward(dout, cache, out=grads))
     assert not torch.equal(m.params["fc1.W"], before)
     assert not torch.equal(old, m.params["fc1.W"])
+
+
+def test_a_gradient_swapped_into_the_flat_grads_is_the_one_read():
+    """The fast repeat of the last step's tensors (`_same_as_last`) checks the gradients'
+    entries too: one replaced by a tensor of its own is read per tensor."""
+    m = MLPClassifier(6, 3, [8], seed=0)
+    opt = make_optimizer("sgd", m.params, lr=0.1)
+    X, y = _data()
+    grads = m.new_grads()
+    with torch.inference_mode():
+        for _ in range(3):
+            out, cache = m.forward(X)
+            _, dout = m.loss_and_grad(out, y)
+            opt.step(m.backward(dout, cache, out=grads))
+        assert opt._same_as_last(grads)
+        grads["fc0.b"] = torch.ones_like(grads["fc0.b"])  # read from here, not the buffer
+        before = m.params["fc0.b"].clone()
+        opt.step(grads)
+    torch.testing.assert_close(m.params["fc0.b"], before - 0.1, rtol=0, atol=1e-7)
 
 
 def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer():
