@@ -20,6 +20,7 @@ from mlp_core.data import Dataset, batches
 from mlp_core.diagnostics import layer_stats
 from mlp_core.model import MLP
 from mlp_core.optim import LRSchedule
+from mlp_core.step import TrainStep
 
 EVAL_CHUNK = 8192  # rows per eval-mode forward (MLP.evaluate's default batch_size)
 
@@ -95,6 +96,7 @@ class Trainer:
         self.probe_in_eval = not model.batchnorm and n_train <= EVAL_CHUNK
         # one gradient buffer for every step: each step is done with the last one's gradients
         self.grads = model.new_grads()
+        self.train_step = TrainStep(model, optimizer, self.grads)
         self.epoch = 0
         self.step = 0
         self.status = "running"
@@ -123,27 +125,22 @@ class Trainer:
 
     @torch.inference_mode()
     def _train_epoch(self) -> EpochRecord:
-        model, opt = self.model, self.opt
+        train_step = self.train_step
         e = self.epoch + 1
         lr = self.schedule.lr_at(e)
-        opt.lr = lr
+        self.opt.lr = lr
         t0 = time.perf_counter()
         n_seen, finite = 0, True
         for k, (Xb, yb) in enumerate(batches(self.data.X_train, self.data.y_train,
                                              self.cfg.batch_size, self.generator, shuffle=True,
                                              drop_last=self.drop_last), 1):
-            out, cache = model.forward(Xb, train=True)
             # Every 32nd batch's loss is made and read back (one sync per 32 steps) to stop a
             # diverged run mid-epoch: a run that blows up gets non-finite outputs, so NaN
             # gradients and NaN params, which stay NaN, and an earlier step's blow-up shows in
             # this loss too (an epoch's end checks its train and val loss against
             # diverge_factor as well). The other steps make the gradient alone, bit for bit
             # the same, without the loss's kernels.
-            if k % 32:
-                loss, dout = None, model.loss_grad(out, yb)
-            else:
-                loss, dout = model.loss_and_grad(out, yb)
-            opt.step(model.backward(dout, cache, out=self.grads))
+            loss = train_step(Xb, yb, need_loss=k % 32 == 0)
             n_seen += Xb.shape[0]
             self.step += 1
             if loss is not None and not math.isfinite(float(loss)):
