@@ -154,8 +154,8 @@ def bench_step(res: Results, quick: bool) -> None:
          "autograd GFLOP/s", "% of GEMM peak", "% executed", "max Δparam"],
         lines,
         "Median of alternating timed chunks; min–max: the ratio of one chunk of each, timed back "
-        "to back, over the repeats (a range across 1 is a tie). mlp_core inside inference_mode, "
-        "autograd as usual. "
+        "to back, over the repeats (a range across 1 is a tie). mlp_core: the Trainer's step "
+        "(mlp_core.step.TrainStep) inside inference_mode; autograd as usual. "
         "GFLOP/s counts 6·B·Σ fan_in·fan_out per step; neither implementation computes the input's "
         "gradient, so the FLOPs executed are 2·B·fan_in·fan_out of the first layer fewer (% executed "
         "uses those). max Δparam: both trained 3 steps from the same init on the same batches.")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from mlp_core.model import MLPClassifier
 from mlp_core.optim import SGD
+from mlp_core.step import TrainStep
 
 LR, MOMENTUM = 0.01, 0.9
 
@@ -104,13 +105,12 @@ def make_pair(case: Case, seed: int = 0, device: str = "cpu"
 
     def steppers(model, opt, net, topt) -> tuple[Callable, Callable]:
         k = [0, 0]
+        step = TrainStep(model, opt, model.new_grads())  # the Trainer's step
 
         def ours() -> None:
             X, y = data[k[0] % 4]
             k[0] += 1
-            out, cache = model.forward(X, train=True)
-            loss, dout = model.loss_and_grad(out, y)
-            opt.step(model.backward(dout, cache))
+            step(X, y, need_loss=True)  # the loss too, as autograd's step makes it
 
         def autograd() -> None:
             X, y = data[k[1] % 4]
