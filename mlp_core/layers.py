@@ -29,7 +29,9 @@ def _narrow(h: Tensor, W: Tensor) -> bool:
 # batch of 64 computes them as they are: in a whole step the transposed form's three extra
 # kernels (two transposes and a copy) cost more than MKL's slower kernel saves (the [128, 128]
 # digits step, 2026-12-01: 1.726M against 1.765M instructions by callgrind, ~3% faster
-# alternated in one process), while alone it is 0.85x, and 0.57x at 128 rows.
+# alternated in one process), while alone it is 0.85x, and 0.57x at 128 rows. The Trainer's
+# `TrainStep` computes them transposed at any batch: it keeps them so through the loss and the
+# backward, without the transposes and the copy.
 NARROW_FORWARD_ROWS = 128
 
 

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mlp_core.flat import FlatGrads, flat_view
+from mlp_core.flat import FlatGrads
 from mlp_core.layers import act_backward, act_forward, linear_backward
 from mlp_core.model import MLP, MLPClassifier, MLPRegressor
-from mlp_core.optim import SGD, _Optimizer
+from mlp_core.optim import SGD, _One, _Optimizer
 from mlp_core.scalars import scalar
 
 _relu_backward = torch.ops.aten.threshold_backward.grad_input
@@ -58,32 +58,26 @@ class TrainStep:
                 or o.params is not m.params or not isinstance(g, FlatGrads):
             return None
         params = tuple(m.params.values())
-        pflat = flat_view(list(params))
-        if pflat is None or g.flat.shape != pflat.shape or g.flat.dtype != pflat.dtype \
-                or [t.shape for t in g.views] != [p.shape for p in params] \
-                or list(g) != list(m.params):
+        if list(g) != list(m.params):
             return None
-        bufs = o.momentum_buffer
-        mflat = None
-        if o.momentum != 0:
-            if bufs is None:  # the first momentum step (b = g) is the optimizer's own
-                return None
-            mflat = flat_view(bufs)
-            if mflat is None or mflat.shape != pflat.shape:
-                return None
+        # the optimizer's own flat lists (None unless params, gradients and buffers are each
+        # one buffer laid out alike), which its `_update` takes as `opt.step` gives them
+        fused = o._fused(list(params), list(g.views), g)
+        if fused is None or (o.momentum != 0 and o.momentum_buffer is None):
+            return None  # the first momentum step (b = g) allocates: the optimizer's own
         views = dict(zip(m.params, g.views, strict=True))
         P = m.params
         layers = [(P[W], P[b], views[W], views[b], P[W].t()) for W, b in m._fc]
         W, b, gW, gb, Wt = layers[-1]
         transposed = W.shape[1] < 16 and W.device.type == "cpu"
         head = (W, b.view(-1, 1) if transposed else b, gW, gb, Wt, transposed)
-        return (params, bufs, layers[:-1], head, pflat, g.flat, mflat)
+        return (params, o.momentum_buffer, layers[:-1], head, fused)
 
     def _current(self) -> tuple[Any, ...] | None:
         """The bound tensors while they are still the model's and the optimizer's; bound
         again when not (None where no straight-line step can run)."""
         b, m, o = self._bound, self.model, self.opt
-        if b is not None and o.momentum_buffer is b[1] and (o.momentum != 0) is (b[6] is not None) \
+        if b is not None and o.momentum_buffer is b[1] and (b[1] is not None or o.momentum == 0) \
                 and not o.nesterov and o.weight_decay == 0 and not m.dropout \
                 and len(m.params) == len(b[0]) and all(map(operator.is_, m.params.values(), b[0])):
             return b
@@ -95,7 +89,7 @@ class TrainStep:
         bound = self._current() if self.possible else None
         if bound is None:
             return self._layered(X, y, need_loss)
-        _, _, hidden, head, pflat, gflat, mflat = bound
+        _, _, hidden, head, fused = bound
         m, o = self.model, self.opt
         act = m.activation
         relu = act == "relu"
@@ -136,14 +130,10 @@ class TrainStep:
             torch.sum(dz, 0, out=gb)
             if i:
                 dh = dz.mm(Wt)
-        # SGD (no weight decay, no Nesterov): the optimizer's own kernels on its flat buffers
+        # the optimizer's rule on its flat buffers, as `opt.step` runs it (without finding
+        # them again: bound above)
         o.step_count += 1
-        if mflat is None:
-            pflat.add_(gflat, alpha=-o.lr)
-        else:
-            mflat.mul_(scalar(o.momentum, mflat))
-            mflat.add_(gflat, alpha=1 - o.dampening)
-            pflat.add_(mflat, alpha=-o.lr)
+        o._update(*fused, _One)
         return loss
 
     def _loss_grad_t(self, out_t: Tensor, y: Tensor, need_loss: bool) -> tuple[Tensor | None, Tensor]:
