@@ -10,19 +10,23 @@ from torch import Tensor
 
 # Each view starts on a 64-byte boundary of its buffer, as a tensor of its own would (PyTorch's
 # CPU allocator aligns to 64 bytes): BLAS picks its kernels by the address, so a gradient written
-# into a view is then the same, bit for bit, as one computed into a fresh tensor.
+# into a view is then the same, bit for bit, as one computed into a fresh tensor. The buffer ends
+# on one too (zeros after the last view): a kernel over the whole buffer then runs its vector
+# loop on every element, never a scalar tail, which may round differently (`torch._fused_sgd_`'s
+# does: mlp_core.optim).
 ALIGN_BYTES = 64
 
 
 def _offsets(shapes: Sequence[Sequence[int]], element_size: int) -> tuple[list[int], int]:
-    """Where each shape's view starts in the buffer, and the buffer's length (elements)."""
+    """Where each shape's view starts in the buffer, and the buffer's length (elements): each
+    start and the end on an ALIGN_BYTES boundary."""
     step = max(1, ALIGN_BYTES // element_size)
     offsets, end = [], 0
     for shape in shapes:
         start = -(-end // step) * step
         offsets.append(start)
         end = start + math.prod(shape)
-    return offsets, end
+    return offsets, -(-end // step) * step
 
 
 def views_of(flat: Tensor, shapes: Sequence[Sequence[int]]) -> list[Tensor]:
@@ -54,7 +58,8 @@ def packed(tensors: Sequence[Tensor]) -> list[Tensor]:
 def flat_view(tensors: Sequence[Tensor]) -> Tensor | None:
     """The 1-D tensor that holds `tensors` laid out as `zeros_packed` lays them (the gaps
     between them included): they must be contiguous views of one storage with one dtype and
-    device. None when they are not (a tensor replaced in a dict, a copy from elsewhere)."""
+    device, and their storage must hold the buffer's end. None when they are not (a tensor
+    replaced in a dict, a copy from elsewhere)."""
     if not tensors:
         return None
     first = tensors[0]
@@ -64,6 +69,8 @@ def flat_view(tensors: Sequence[Tensor]) -> Tensor | None:
         if (t.dtype != first.dtype or t.device != first.device or not t.is_contiguous()
                 or t.untyped_storage().data_ptr() != ptr or t.storage_offset() != base + o):
             return None
+    if first.untyped_storage().nbytes() < (base + end) * first.element_size():
+        return None
     return first.as_strided((end,), (1,), base)
 
 

@@ -134,10 +134,17 @@ def test_one_buffer_steps_are_the_per_tensor_steps_bit_for_bit(name, kw):
     split_m.params.update({k: v.clone() for k, v in split_m.params.items()})  # own tensors
     assert flat_view(list(split_m.params.values())) is None
 
+    _train(flat_m.clone(), name, kw, flat=True, steps=3)  # makes the one-kernel check first
     sizes: list[tuple[str, int]] = []  # (ops class, tensors) of each operation of the steps
     fused = _train(flat_m, name, kw, flat=True, spy=sizes)
-    # every operation of the rule once, on the buffer, as that tensor's own op
+    # every operation of the rule once, on the buffer, as that tensor's own op; SGD with
+    # momentum as one kernel after its first step (the buffer's copy_)
     assert sizes and set(sizes) == {("_One", 1)}, sizes
+    if name == "sgd" and kw.get("momentum"):  # the rest: torch._fused_sgd_ (one kernel)
+        first: list[tuple[str, int]] = []
+        _train(MLPClassifier(6, 3, [8, 5], batchnorm=True, seed=2), name, kw, flat=True,
+               steps=1, spy=first)
+        assert sizes == first, (sizes, first)
     sizes.clear()
     split = _train(split_m, name, kw, flat=False, spy=sizes)
     assert set(sizes) == {("_Each", len(split_m.params))}  # per tensor
@@ -212,7 +219,7 @@ def test_a_gradient_swapped_into_the_flat_grads_is_the_one_read():
     torch.testing.assert_close(m.params["fc0.b"], before - 0.1, rtol=0, atol=1e-7)
 
 
-def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer():
+def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer(monkeypatch):
     """SGD's momentum buffer is made on its first step; made from a plain gradient dict for
     params in one buffer, it is laid out like them, so the later steps from `new_grads()` run
     on the whole buffer (and equal the per-tensor steps)."""
@@ -233,6 +240,9 @@ def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer():
     assert flat_view(fused.momentum_buffer) is not None
     assert all(torch.equal(flat_m.params[k], split_m.params[k]) for k in flat_m.params)
     sizes: list[tuple[str, int]] = []  # one more step of the same optimizer: on the buffer
+    kernel = torch._fused_sgd_
+    monkeypatch.setattr(torch, "_fused_sgd_", lambda ps, *a, **k:
+                        sizes.append(("_fused_sgd_", len(ps))) or kernel(ps, *a, **k))
     real = {cls: vars(cls)["add_"] for cls in (optim._Each, optim._One)}
     try:
         for cls, f in real.items():
@@ -245,4 +255,48 @@ def test_a_first_step_from_a_plain_dict_still_lets_later_steps_use_the_buffer():
     finally:
         for cls, f in real.items():
             cls.add_ = f
-    assert sizes and set(sizes) == {("_One", 1)}, sizes
+    # the update as one kernel on the buffer where `_one_kernel_sgd` holds, else its add_
+    assert sizes in ([("_fused_sgd_", 1)], [("_One", 1)]), sizes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_buffer_ends_on_a_64_byte_boundary_and_a_short_storage_is_refused(dtype):
+    like = [torch.empty(s, dtype=dtype) for s in [(5, 7), (3,)]]  # 35 + 3 elements, gaps
+    flat, views = zeros_packed(like)
+    step = ALIGN_BYTES // flat.element_size()
+    assert flat.numel() % step == 0 and flat.numel() >= views[-1].storage_offset() + 3
+    assert flat_view(views).numel() == flat.numel()
+    # the same layout in a storage that ends right after the last view: not one buffer
+    short = torch.zeros(views[-1].storage_offset() + 3, dtype=dtype)
+    cut = [short[v.storage_offset():v.storage_offset() + v.numel()].view(v.shape) for v in views]
+    assert flat_view(cut) is None
+
+
+FORMS = [dict(), dict(nesterov=True), dict(decay=True), dict(damp=True),
+         dict(nesterov=True, decay=True)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: "-".join(f) or "momentum")
+def test_sgd_runs_as_one_kernel_where_that_kernel_gives_the_rules_bits(dtype, form, monkeypatch):
+    """`torch._fused_sgd_` replaces SGD's kernels only where it gives their bits: it does on
+    this build (on whole 64-byte lines), and a kernel that rounds otherwise, fails or is
+    missing is not used."""
+    flags = {"nesterov": False, "decay": False, "damp": False, **form}
+    check = optim._one_kernel_sgd.__wrapped__  # uncached
+    assert check(dtype, torch.device("cpu"), **flags), "the one-kernel step is not used here"
+    real = torch._fused_sgd_
+
+    def one_ulp_off(params, grads, bufs, **kw):  # the rule, one element rounded up instead
+        real(params, grads, bufs, **kw)
+        p = params[0]
+        p[4093] = torch.nextafter(p[4093], p.new_tensor(float("inf")))
+
+    def fails(*a, **k):
+        raise RuntimeError("no kernel for this device")
+
+    for kernel in (one_ulp_off, fails):
+        monkeypatch.setattr(torch, "_fused_sgd_", kernel)
+        assert not check(dtype, torch.device("cpu"), **flags)
+    monkeypatch.delattr(torch, "_fused_sgd_")
+    assert not check(dtype, torch.device("cpu"), **flags)
