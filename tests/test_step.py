@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mlp_core import straight as straight_mod
 from mlp_core.model import MLPClassifier, MLPRegressor
 from mlp_core.optim import SGD, Adam
 from mlp_core.step import TrainStep
+from mlp_core.straight import ACTS, plain_step
 from tests.reference import leaf_params, torch_forward, torch_loss
 
 
@@ -39,14 +41,21 @@ CASES = [(MLPClassifier, "classification", 10), (MLPClassifier, "classification"
 
 
 @pytest.mark.parametrize("Model,task,out_dim", CASES)
-@pytest.mark.parametrize("act", ["relu", "tanh", "gelu"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "gelu"])
 @pytest.mark.parametrize("hidden", [[128, 128], [], [32, 8]])
-def test_straight_line_step_matches_the_layered_path(Model, task, out_dim, act, hidden):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_straight_line_step_matches_the_layered_path(Model, task, out_dim, act, hidden,
+                                                     compiled):
     """Same losses and params after 8 steps (4 with the loss): bit for bit where the output
     layer is computed as in the layered path (20 classes, or CUDA), to float round-off where
-    it is computed transposed (narrow outputs on the CPU)."""
+    it is computed transposed (narrow outputs on the CPU). `straight.plain_step` compiled by
+    TorchScript and as Python. GELU (its backward reads the pre-activation) takes the layered
+    path, which the comparison then checks against itself."""
     fused, layered = _pair(Model, out_dim, hidden, act, dict(lr=0.05, momentum=0.9,
                                                              dampening=0.1))
+    if not compiled:
+        fused.fn, fused.is_compiled = plain_step, False
+    straight = act in ACTS
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for k in range(8):
@@ -57,9 +66,9 @@ def test_straight_line_step_matches_the_layered_path(Model, task, out_dim, act, 
             if need:
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
             if k >= 1:  # the first step allocates the momentum buffer (the optimizer's own)
-                assert _fused(fused)
+                assert _fused(fused) is straight
     assert fused.opt.step_count == layered.opt.step_count == 8
-    transposed = out_dim < 16 and torch.device("cpu") == fused.model.device
+    transposed = straight and out_dim < 16 and torch.device("cpu") == fused.model.device
     for name, p in fused.model.params.items():
         q = layered.model.params[name]
         if transposed:
@@ -123,7 +132,7 @@ def test_the_first_momentum_step_is_the_optimizers_own_and_the_next_are_straight
 
 
 @pytest.mark.parametrize("change", ["nesterov", "weight_decay", "dropout", "momentum_off",
-                                    "buffer_replaced"])
+                                    "buffer_replaced", "to_gelu"])
 def test_a_changed_setting_sends_the_step_back_to_the_layered_path_or_binds_again(change):
     """Each change is applied between steps; the run then matches a layered twin bit for bit
     from that step on (both started equal), so no stale binding is used."""
@@ -145,6 +154,8 @@ def test_a_changed_setting_sends_the_step_back_to_the_layered_path_or_binds_agai
                 m.dropout = 0.5
             elif change == "momentum_off":
                 o.momentum = 0.0
+            elif change == "to_gelu":
+                m.activation = "gelu"
             else:
                 o.momentum_buffer = None  # as load_state_dict of a state without one
         expect_fused = change in ("momentum_off",)
@@ -180,3 +191,55 @@ def test_an_optimizer_given_a_copy_of_the_params_dict_gets_the_layered_path():
     step = TrainStep(m, SGD(dict(m.params), lr=0.1), m.new_grads())
     _step_once(step, torch.Generator().manual_seed(0))
     assert step.possible and step._current() is None
+
+
+def test_the_step_is_compiled_here_and_its_python_runs_where_torchscript_fails(monkeypatch):
+    """On this build TorchScript compiles `plain_step` with the same bits (the fast path is in
+    use); where `torch.jit.script` is missing, raises, or gives other bits on the check's
+    cases, `compiled` returns the Python function."""
+    fn, ok = straight_mod.compiled()
+    assert ok and fn is not plain_step, "plain_step is not compiled on this build"
+    check = straight_mod.compiled.__wrapped__  # uncached
+    real = torch.jit.script
+
+    def off_by_a_bit(f):  # compiles, then one gradient a float step off
+        g = real(f)
+
+        def run(*args):
+            loss = g(*args)
+            args[5][0].view(-1)[0] = torch.nextafter(args[5][0].view(-1)[0],
+                                                     args[5][0].new_tensor(float("inf")))
+            return loss
+        return run
+
+    def fails(f):
+        raise RuntimeError("TorchScript is gone")
+
+    for script in (off_by_a_bit, fails):
+        monkeypatch.setattr(torch.jit, "script", script)
+        assert check() == (plain_step, False)
+    monkeypatch.delattr(torch.jit, "script")
+    assert check() == (plain_step, False)
+
+
+def test_the_compiled_step_runs_with_the_graph_executors_optimizations_off_and_restores_them():
+    seen = []
+    straight_mod.run_compiled(lambda: seen.append(torch._C._get_graph_executor_optimize()))
+    assert seen == [False] and torch._C._get_graph_executor_optimize() is True
+
+
+def test_an_activation_set_to_relu_after_construction_gets_the_straight_line_step():
+    steps = _pair(MLPClassifier, 20, [32], "gelu", dict(lr=0.1, momentum=0.9))
+    assert steps[0].fn is None  # not compiled for GELU
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        batches = [_batch("classification", 20, 64, gen) for _ in range(4)]
+        for s in steps:
+            s(*batches[0])
+            s.model.activation = "relu"
+        for X, y in batches[1:]:
+            for s in steps:
+                s(X, y)
+    assert _fused(steps[0]) and steps[0].fn is not None
+    for name, p in steps[0].model.params.items():
+        assert torch.equal(p, steps[1].model.params[name]), name

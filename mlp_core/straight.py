@@ -1,0 +1,171 @@
+"""A plain net's forward, loss and backward as one function of tensors, compiled where that is the same."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from mlp_core.layers import linear_backward
+
+ACTS = ("relu", "tanh", "sigmoid")  # activations whose backward reads only the output
+
+
+def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: list[Tensor],
+               gWs: list[Tensor], gbs: list[Tensor], act: str, classify: bool,
+               transposed: bool, need_loss: bool, scale: Tensor,
+               neg_inv_n: Tensor) -> Tensor | None:
+    """One step's forward, loss and backward of a plain net (Linear layers `Ws`, `bs`, `Wts`
+    the W's transposed views; `act` in ACTS between them, none after the last): writes d loss /
+    d W and d loss / d b into `gWs`, `gbs` and returns the batch-mean loss (softmax
+    cross-entropy of int labels where `classify`, else MSE) where need_loss, else None.
+    `bs[-1]` is the last bias as a column (out, 1) where `transposed`. The loss's factors come
+    as 0-d tensors of X's dtype (`scalars.scalar`: a float would be wrapped in a new tensor by
+    each kernel): `scale` 1 / N (cross-entropy) or 2 / numel (MSE), `neg_inv_n` -1 / N.
+
+    The kernels of the layered path (`MLP.forward`, `losses.py`, `MLP.backward`), in place
+    where the layered path makes a copy: the activation writes over its pre-activation and its
+    backward over the incoming gradient. `transposed` (the last layer narrow, on the CPU):
+    that layer computed as W^T h^T, its loss and gradient along dim 0, and its backward from
+    there (MKL's kernel for a result 10 wide is ~3x slower; `layers._narrow`); its numbers
+    then differ from the layered path's by float round-off, the rest are the same bits.
+    Written in the Python that TorchScript compiles (`compiled`), so one body runs either way.
+    """
+    n = X.shape[0]
+    last = len(Ws) - 1
+    hs = [X]  # hs[i]: layer i's input; a hidden layer's output is the next one's input
+    h = X
+    for i in range(last):
+        z = torch.addmm(bs[i], h, Ws[i])
+        if act == "relu":
+            h = z.relu_()
+        elif act == "tanh":
+            h = z.tanh_()
+        else:
+            h = z.sigmoid_()
+        hs.append(h)
+    # the loss along `dim` of the outputs (N, out) or, transposed, (out, N)
+    if transposed:
+        out = torch.addmm(bs[last], Wts[last], h.t())
+        dim = 0
+        yv = y.view(1, -1) if classify else y.view(n, -1).t()
+    else:
+        out = torch.addmm(bs[last], h, Ws[last])
+        dim = 1
+        yv = y.view(-1, 1) if classify else y.view_as(out)
+    loss: Tensor | None = None
+    if classify:  # losses.softmax_cross_entropy: (softmax - onehot) / N
+        logp = torch.log_softmax(out, dim)
+        if need_loss:
+            loss = logp.gather(dim, yv).sum().mul_(neg_inv_n)
+        d = logp.exp_().mul_(scale)
+        d.scatter_(dim, yv, -1.0 / n, reduce="add")
+    else:  # losses.mse: 2 (pred - y) / numel
+        d = out - yv
+        if need_loss:
+            loss = (d * d).mean()
+        d.mul_(scale)
+    # backward: the last layer, then each hidden layer's activation and Linear
+    if transposed:
+        gWs[last].copy_(d.mm(h).t())
+        torch.sum(d, [1], out=gbs[last])
+        dh = torch.mm(d.t(), Wts[last]) if last > 0 else d  # d: not read
+    else:
+        dh = d  # no hidden layer: not read
+        r = linear_backward(d, h, Ws[last], last > 0, (gWs[last], gbs[last]))[0]
+        if r is not None:
+            dh = r
+    for j in range(last):
+        i = last - 1 - j
+        out_i = hs[i + 1]
+        if act == "relu":  # dout * (out > 0)
+            dz = torch.ops.aten.threshold_backward(dh, out_i, 0.0, grad_input=dh)
+        elif act == "tanh":  # dout * (1 - out^2)
+            dz = torch.ops.aten.tanh_backward(dh, out_i, grad_input=dh)
+        else:  # dout * out (1 - out)
+            dz = torch.ops.aten.sigmoid_backward(dh, out_i, grad_input=dh)
+        h = hs[i]
+        if Ws[i].shape[1] < 16:  # possibly narrow: the layered path's rule
+            r = linear_backward(dz, h, Ws[i], i > 0, (gWs[i], gbs[i]))[0]
+            if r is not None:
+                dh = r
+        else:
+            torch.mm(h.t(), dz, out=gWs[i])
+            torch.sum(dz, [0], out=gbs[i])
+            if i > 0:
+                dh = dz.mm(Wts[i])
+    return loss
+
+
+_get_optimize = getattr(torch._C, "_get_graph_executor_optimize", None)
+_set_optimize = getattr(torch._C, "_set_graph_executor_optimize", None)
+
+
+def run_compiled(fn: Callable[..., Tensor | None], *args: object) -> Tensor | None:
+    """`fn(*args)` for a TorchScript function, with the graph executor's optimizations off (a
+    thread-local flag, restored after): no profiling runs and no re-specializing per batch
+    shape (the profiling executor spent ~50 ms of a 5 ms epoch on them), no fusion; the ops
+    run as written."""
+    prev = _get_optimize()
+    _set_optimize(False)
+    try:
+        return fn(*args)
+    finally:
+        _set_optimize(prev)
+
+
+def _cases() -> list[tuple]:
+    """Small problems that take every branch of `plain_step`: each activation, both losses,
+    both orientations of the last layer, a narrow hidden layer, no hidden layer."""
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for act, classify, transposed, hidden in (("relu", True, True, [24, 8]),
+                                              ("tanh", False, False, [20]),
+                                              ("sigmoid", True, False, [16]),
+                                              ("relu", False, True, [])):
+        dims = [6, *hidden, 3]
+        Ws = [torch.randn(a, b, generator=gen) for a, b in zip(dims, dims[1:], strict=False)]
+        bs = [torch.randn(b, generator=gen) for b in dims[1:]]
+        X = torch.randn(32, 6, generator=gen)
+        y = torch.randint(0, 3, (32,), generator=gen) if classify else torch.randn(32, 3,
+                                                                                   generator=gen)
+        out.append((X, y, Ws, bs, [W.t() for W in Ws], act, classify, transposed))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def compiled() -> tuple[Callable[..., Tensor | None], bool]:
+    """(`plain_step` compiled by TorchScript, True) where it compiles and gives the Python
+    function's bits on `_cases` (checked once a process; run with `run_compiled`), else
+    (`plain_step`, False). Compiled, a [128, 128] digits epoch takes ~0.92x the time: the
+    interpreter skips Python's ~1 us of argument parsing and wrapping per op.
+    `torch.jit.script` warns that it is deprecated (in favour of `torch.compile`, which needs a
+    C++ compiler and seconds to compile); where it is gone, the Python function runs."""
+    script = getattr(getattr(torch, "jit", None), "script", None)
+    if script is None or _get_optimize is None or _set_optimize is None:
+        return plain_step, False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn = script(plain_step)
+        with torch.inference_mode():
+            for X, y, Ws, bs, Wts, act, classify, transposed in _cases():
+                got = []
+                for f in (plain_step, fn):
+                    gWs = [torch.zeros_like(W) for W in Ws]
+                    gbs = [torch.zeros_like(b) for b in bs]
+                    n = X.shape[0]
+                    b = [*bs[:-1], bs[-1].view(-1, 1)] if transposed else bs
+                    scale = torch.tensor(1.0 / n if classify else 2.0 / y.numel())
+                    args = (X, y, Ws, b, Wts, gWs, gbs, act, classify, transposed, True, scale,
+                            torch.tensor(-1.0 / n))
+                    loss = run_compiled(f, *args) if f is fn else f(*args)
+                    got.append([loss, *gWs, *gbs])
+                if not all(torch.equal(a, b) for a, b in zip(*got, strict=True)):
+                    return plain_step, False
+    except Exception:  # any failure to compile or run it: the Python function
+        return plain_step, False
+    return fn, True
