@@ -69,6 +69,27 @@ def test_quick_study_bench_writes_ratio_and_breakdown(tmp_path):
     assert "Where the harness's time goes" in md and "| training steps |" in md
 
 
+@pytest.mark.slow
+def test_quick_sklearn_bench_writes_the_ratio_with_its_spread_over_rounds(tmp_path):
+    out = tmp_path / "bench"
+    res = subprocess.run([sys.executable, str(REPO / "experiments" / "bench.py"), "--quick",
+                          "--only", "sklearn", "--epochs", "2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(out / "bench.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["case"] != "machine"]
+    assert {r["section"] for r in rows} == {"sklearn"}
+    metrics = {r["metric"]: r for r in rows}
+    ratio, lo, hi = (float(metrics[m]["value"]) for m in
+                     ("speedup_vs_fastest_sklearn", "speedup_min", "speedup_max"))
+    assert 0 < lo <= ratio <= hi
+    assert metrics["speedup_vs_fastest_sklearn"]["met"] in ("True", "False")
+    for who in ("mlp_core", "sklearn"):
+        assert float(metrics[f"{who} epoch_s"]["value"]) > 0
+        assert 0 < float(metrics[f"{who} test_acc"]["value"]) <= 1
+    assert "median over 1 round(s)" in (out / "bench.md").read_text()
+
+
 def test_gpu_bench_says_so_without_a_cuda_device(tmp_path, capsys):
     import torch
 
