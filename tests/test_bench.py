@@ -87,7 +87,7 @@ def test_quick_sklearn_bench_writes_the_ratio_with_its_spread_over_rounds(tmp_pa
     for who in ("mlp_core", "sklearn"):
         assert float(metrics[f"{who} epoch_s"]["value"]) > 0
         assert 0 < float(metrics[f"{who} test_acc"]["value"]) <= 1
-    assert "median over 1 round(s)" in (out / "bench.md").read_text()
+    assert "the median of 1 ratios" in (out / "bench.md").read_text()
 
 
 def test_gpu_bench_says_so_without_a_cuda_device(tmp_path, capsys):

@@ -1,9 +1,10 @@
 """mlp_core's Trainer against scikit-learn's MLPClassifier on digits: same net, optimizer, batches.
 
-scikit-learn runs in a child process (`python peers.py '<json>'`): its OpenBLAS threads keep
-spinning after each call and would slow torch's threads down in a shared process. A child is
-started with this machine's OPENBLAS_CORETYPE setting or with OpenBLAS choosing its own kernel
-(the variable unset in that child alone), with OpenBLAS's default threads or one.
+scikit-learn runs in a child process (`python peers.py --serve`, one request a line): its
+OpenBLAS threads keep spinning after each call and would slow torch's threads down in a shared
+process. A child is started with this machine's OPENBLAS_CORETYPE setting or with OpenBLAS
+choosing its own kernel (the variable unset in that child alone), with OpenBLAS's default
+threads or one.
 mlp_core trains with the torch threads the harness gives this net (`threads=auto`).
 """
 
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +91,9 @@ def _sklearn(epochs: int, lr: float, seed: int) -> dict[str, Any]:
                               f"{b['num_threads']} threads" for b in blas[:1])}
 
 
-def run_sklearn(epochs: int, lr: float, seeds: Sequence[int] = (0,), own_kernel: bool = False,
-                one_thread: bool = False, timeout: float = 900) -> list[dict[str, Any]]:
-    """One result per seed from one child process; own_kernel unsets OPENBLAS_CORETYPE/L2_SIZE
-    for it (numpy's OpenBLAS then picks its kernel for this CPU); one_thread sets
+def _child_env(own_kernel: bool, one_thread: bool) -> dict[str, str]:
+    """The environment of a scikit-learn child: own_kernel unsets OPENBLAS_CORETYPE/L2_SIZE
+    (numpy's OpenBLAS then picks its kernel for this CPU); one_thread sets
     OPENBLAS_NUM_THREADS=1 (faster than two for these small GEMMs on this machine)."""
     env = dict(os.environ)
     if own_kernel:
@@ -100,14 +101,70 @@ def run_sklearn(epochs: int, lr: float, seeds: Sequence[int] = (0,), own_kernel:
             env.pop(var, None)
     if one_thread:
         env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = "1"
-    arg = json.dumps({"epochs": epochs, "lr": lr, "seeds": list(seeds)})
-    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), arg], env=env,
-                         capture_output=True, text=True, timeout=timeout)
-    if res.returncode != 0:
-        raise RuntimeError(f"scikit-learn child failed: {res.stderr.strip()[-500:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return env
 
 
-if __name__ == "__main__":
-    kw = json.loads(sys.argv[1])
-    print(json.dumps([_sklearn(kw["epochs"], kw["lr"], s) for s in kw["seeds"]]))
+class SklearnChild:
+    """A child process that fits scikit-learn's MLPClassifier on request, one seed at a time
+    (`fit`), so that a bench alternates it with mlp_core run by run: the two sides of a
+    comparison then run seconds apart, not a minute (the VM's speed drifts over minutes).
+    Use as a context manager; `own_kernel`, `one_thread` as in `_child_env`."""
+
+    # OpenBLAS's threads spin for a while after a call (its THREAD_TIMEOUT, 2^28 cycles:
+    # ~0.1 s here) and would slow the next mlp_core run down: `fit` waits this long after one
+    SPIN_S = 0.3
+
+    def __init__(self, own_kernel: bool = False, one_thread: bool = False,
+                 timeout: float = 900) -> None:
+        self.timeout = timeout
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"],
+                                     env=_child_env(own_kernel, one_thread), text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err)
+
+    def fit(self, epochs: int, lr: float, seed: int) -> dict[str, Any]:
+        """`_sklearn(epochs, lr, seed)` in the child."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps({"epochs": epochs, "lr": lr, "seed": seed}) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self._fail()
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self._fail()
+        time.sleep(self.SPIN_S)
+        return json.loads(line)
+
+    def _fail(self) -> None:
+        self.close()
+        self.err.seek(0)
+        raise RuntimeError(f"scikit-learn child failed: {self.err.read().strip()[-500:]}")
+
+    def close(self) -> None:
+        """End the child (it exits when its input closes; killed after 10 s)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> SklearnChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self.err.close()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+    for request in sys.stdin:
+        kw = json.loads(request)
+        print(json.dumps(_sklearn(kw["epochs"], kw["lr"], kw["seed"])), flush=True)
