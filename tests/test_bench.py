@@ -12,14 +12,19 @@ import pytest
 from experiments.paths import REPO
 
 
-def test_quick_step_bench_writes_csv_with_every_case(tmp_path):
-    out = tmp_path / "bench"
+def _quick_bench(out, *args: str, timeout: float):
+    """`bench.py --quick *args --out out`, which must succeed: (its process, bench.csv's rows)."""
     res = subprocess.run([sys.executable, str(REPO / "experiments" / "bench.py"), "--quick",
-                          "--only", "step", "--threads", "1", "--out", str(out)],
-                         capture_output=True, text=True, timeout=120, cwd=REPO)
+                          *args, "--out", str(out)],
+                         capture_output=True, text=True, timeout=timeout, cwd=REPO)
     assert res.returncode == 0, res.stderr[-2000:]
     with open(out / "bench.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+        return res, list(csv.DictReader(f))
+
+
+def test_quick_step_bench_writes_csv_with_every_case(tmp_path):
+    out = tmp_path / "bench"
+    res, rows = _quick_bench(out, "--only", "step", "--threads", "1", timeout=120)
     assert rows and list(rows[0]) == ["section", "case", "metric", "value", "unit", "target", "met"]
     assert {r["section"] for r in rows} == {"step"}
     cases = {r["case"] for r in rows if r["metric"] == "ratio"}
@@ -50,12 +55,9 @@ def test_unknown_section_is_a_usage_error(tmp_path):
 @pytest.mark.slow
 def test_quick_study_bench_writes_ratio_and_breakdown(tmp_path):
     out = tmp_path / "bench"
-    res = subprocess.run([sys.executable, str(REPO / "experiments" / "bench.py"), "--quick",
-                          "--only", "study", "--studies", "small", "--study-epochs", "1",
-                          "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert res.returncode == 0, res.stderr[-2000:]
-    with open(out / "bench.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["case"] != "machine"]
+    _, rows = _quick_bench(out, "--only", "study", "--studies", "small", "--study-epochs", "1",
+                           timeout=600)
+    rows = [r for r in rows if r["case"] != "machine"]
     assert {r["section"] for r in rows} == {"study"}
     metrics = {r["metric"]: r for r in rows}
     ratio, lo, hi = (float(metrics[m]["value"]) for m in ("ratio", "ratio_min", "ratio_max"))
@@ -70,14 +72,10 @@ def test_quick_study_bench_writes_ratio_and_breakdown(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_sklearn_bench_writes_the_ratio_with_its_spread_over_rounds(tmp_path):
+def test_quick_sklearn_bench_writes_the_ratio_with_its_spread(tmp_path):
     out = tmp_path / "bench"
-    res = subprocess.run([sys.executable, str(REPO / "experiments" / "bench.py"), "--quick",
-                          "--only", "sklearn", "--epochs", "2", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert res.returncode == 0, res.stderr[-2000:]
-    with open(out / "bench.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["case"] != "machine"]
+    _, rows = _quick_bench(out, "--only", "sklearn", "--epochs", "2", timeout=600)
+    rows = [r for r in rows if r["case"] != "machine"]
     assert {r["section"] for r in rows} == {"sklearn"}
     metrics = {r["metric"]: r for r in rows}
     ratio, lo, hi = (float(metrics[m]["value"]) for m in
