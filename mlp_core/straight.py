@@ -152,6 +152,8 @@ def compiled() -> tuple[Callable[..., Tensor | None], bool]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fn = script(plain_step)
+        if fn is plain_step:  # TorchScript switched off (PYTORCH_JIT=0): script returns it
+            return plain_step, False
         with torch.inference_mode():
             for X, y, Ws, bs, Wts, act, classify, transposed in _cases():
                 got = []

@@ -195,8 +195,8 @@ def test_an_optimizer_given_a_copy_of_the_params_dict_gets_the_layered_path():
 
 def test_the_step_is_compiled_here_and_its_python_runs_where_torchscript_fails(monkeypatch):
     """On this build TorchScript compiles `plain_step` with the same bits (the fast path is in
-    use); where `torch.jit.script` is missing, raises, or gives other bits on the check's
-    cases, `compiled` returns the Python function."""
+    use); where `torch.jit.script` is missing, raises, is switched off, or gives other bits on
+    the check's cases, `compiled` returns the Python function."""
     fn, ok = straight_mod.compiled()
     assert ok and fn is not plain_step, "plain_step is not compiled on this build"
     check = straight_mod.compiled.__wrapped__  # uncached
@@ -215,7 +215,10 @@ def test_the_step_is_compiled_here_and_its_python_runs_where_torchscript_fails(m
     def fails(f):
         raise RuntimeError("TorchScript is gone")
 
-    for script in (off_by_a_bit, fails):
+    def switched_off(f):  # what torch.jit.script does under PYTORCH_JIT=0
+        return f
+
+    for script in (off_by_a_bit, fails, switched_off):
         monkeypatch.setattr(torch.jit, "script", script)
         assert check() == (plain_step, False)
     monkeypatch.delattr(torch.jit, "script")
