@@ -11,7 +11,7 @@ from mlp_core.flat import FlatGrads
 from mlp_core.model import MLP, MLPClassifier, MLPRegressor
 from mlp_core.optim import SGD, _One, _Optimizer
 from mlp_core.scalars import scalar
-from mlp_core.straight import ACTS, compiled, run_compiled
+from mlp_core.straight import compiled, run_compiled
 
 
 class TrainStep:
@@ -22,14 +22,14 @@ class TrainStep:
     The layered path runs `model.forward(X, train=True)`, `loss_and_grad` (or `loss_grad`),
     `model.backward(..., out=grads)` and `opt.step(grads)`. Where that path is a plain net and
     plain SGD (an `MLPClassifier` or `MLPRegressor` whose class keeps our forward, backward and
-    losses; ReLU, tanh or sigmoid; no BatchNorm, no dropout; SGD without weight decay or
+    losses; no BatchNorm, no dropout; SGD without weight decay or
     Nesterov, its momentum buffer allocated) the same kernels run as one function over tensors
     bound once, `straight.plain_step`, compiled by TorchScript where that gives its bits
     (`straight.compiled`): on the [128, 128] digits step at batch 64 the layered path's Python
     (function calls, views, checks) costs a third more than straight-line code, and the
     function run as Python ~1.2x its compiled form. It differs from the layered path in two
     ways:
-      - The activations run in place: their backward reads the output.
+      - ReLU, tanh and sigmoid run in place: their backward reads the output.
       - On the CPU an output layer narrower than 16 is computed transposed, W^T h^T, and its
         loss, gradient and backward stay transposed: MKL's kernel for a result 10 wide is ~3x
         slower (`layers._narrow`). Its numbers differ from the layered path's by float
@@ -50,22 +50,19 @@ class TrainStep:
                          and not model.batchnorm and cls.forward is MLP.forward
                          and cls.forward_from is MLP.forward_from and cls.backward is MLP.backward)
         # compiled (and checked) once a process, here rather than inside the first epoch
-        self.fn, self.is_compiled = (compiled() if self.possible and model.activation in ACTS
-                                     else (None, False))
+        self.fn, self.is_compiled = compiled() if self.possible else (None, False)
         self._bound: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------ binding
     def _bind(self) -> tuple[Any, ...] | None:
         """The tensors of a straight-line step, or None where this step cannot run one."""
         m, o, g = self.model, self.opt, self.grads
-        if not self.possible or m.dropout > 0 or m.activation not in ACTS or o.nesterov \
-                or o.weight_decay != 0 or o.params is not m.params or not isinstance(g, FlatGrads):
+        if not self.possible or m.dropout > 0 or o.nesterov or o.weight_decay != 0 \
+                or o.params is not m.params or not isinstance(g, FlatGrads):
             return None
         params = tuple(m.params.values())
         if list(g) != list(m.params):
             return None
-        if self.fn is None:  # the activation was set to one of ACTS after construction
-            self.fn, self.is_compiled = compiled()
         # the optimizer's own flat lists (None unless params, gradients and buffers are each
         # one buffer laid out alike), which its `_update` takes as `opt.step` gives them
         fused = o._fused(list(params), list(g.views), g)

@@ -1,6 +1,7 @@
-"""A plain net's forward, loss and backward as one function of tensors, compiled where that is the same."""
+"""A plain net's forward, loss and backward as one function of tensors, compiled where that is the same.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: TorchScript reads the annotations of the
+functions it calls as Python (`torch.jit.ignore`) only as real types."""
 
 import functools
 import warnings
@@ -9,9 +10,22 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from mlp_core.layers import linear_backward
+from mlp_core.layers import act_backward, act_forward, linear_backward
 
-ACTS = ("relu", "tanh", "sigmoid")  # activations whose backward reads only the output
+OWN_ACTS = ("relu", "tanh", "sigmoid")  # written out here, in place: their backward reads the output
+
+
+@torch.jit.ignore
+def _act_forward(act: str, z: Tensor) -> Tensor:
+    """`layers.act_forward`, called as Python from the compiled function."""
+    return act_forward(act, z)
+
+
+@torch.jit.ignore
+def _act_backward(act: str, dout: Tensor, z: Tensor, out: Tensor) -> Tensor:
+    """`layers.act_backward` (in place into dout where it can), called as Python from the
+    compiled function."""
+    return act_backward(act, dout, z, out, True)
 
 
 def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: list[Tensor],
@@ -19,7 +33,7 @@ def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: li
                transposed: bool, need_loss: bool, scale: Tensor,
                neg_inv_n: Tensor) -> Tensor | None:
     """One step's forward, loss and backward of a plain net (Linear layers `Ws`, `bs`, `Wts`
-    the W's transposed views; `act` in ACTS between them, none after the last): writes d loss /
+    the W's transposed views; the activation `act` between them, none after the last): writes d loss /
     d W and d loss / d b into `gWs`, `gbs` and returns the batch-mean loss (softmax
     cross-entropy of int labels where `classify`, else MSE) where need_loss, else None.
     `bs[-1]` is the last bias as a column (out, 1) where `transposed`. The loss's factors come
@@ -27,16 +41,19 @@ def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: li
     each kernel): `scale` 1 / N (cross-entropy) or 2 / numel (MSE), `neg_inv_n` -1 / N.
 
     The kernels of the layered path (`MLP.forward`, `losses.py`, `MLP.backward`), in place
-    where the layered path makes a copy: the activation writes over its pre-activation and its
-    backward over the incoming gradient. `transposed` (the last layer narrow, on the CPU):
-    that layer computed as W^T h^T, its loss and gradient along dim 0, and its backward from
-    there (MKL's kernel for a result 10 wide is ~3x slower; `layers._narrow`); its numbers
-    then differ from the layered path's by float round-off, the rest are the same bits.
+    where the layered path makes a copy: ReLU, tanh and sigmoid (OWN_ACTS) write over their
+    pre-activation and their backward over the incoming gradient; the others (their backward
+    reads the pre-activation) are `layers.py`'s, called as Python. `transposed` (the last
+    layer narrow, on the CPU): that layer computed as W^T h^T, its loss and gradient along
+    dim 0, and its backward from there (MKL's kernel for a result 10 wide is ~3x slower;
+    `layers._narrow`); its numbers then differ from the layered path's by float round-off,
+    the rest are the same bits.
     Written in the Python that TorchScript compiles (`compiled`), so one body runs either way.
     """
     n = X.shape[0]
     last = len(Ws) - 1
     hs = [X]  # hs[i]: layer i's input; a hidden layer's output is the next one's input
+    zs: list[Tensor] = []  # pre-activations, kept for activations not in OWN_ACTS
     h = X
     for i in range(last):
         z = torch.addmm(bs[i], h, Ws[i])
@@ -44,8 +61,11 @@ def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: li
             h = z.relu_()
         elif act == "tanh":
             h = z.tanh_()
-        else:
+        elif act == "sigmoid":
             h = z.sigmoid_()
+        else:
+            zs.append(z)
+            h = _act_forward(act, z)
         hs.append(h)
     # the loss along `dim` of the outputs (N, out) or, transposed, (out, N)
     if transposed:
@@ -85,8 +105,10 @@ def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: li
             dz = torch.ops.aten.threshold_backward(dh, out_i, 0.0, grad_input=dh)
         elif act == "tanh":  # dout * (1 - out^2)
             dz = torch.ops.aten.tanh_backward(dh, out_i, grad_input=dh)
-        else:  # dout * out (1 - out)
+        elif act == "sigmoid":  # dout * out (1 - out)
             dz = torch.ops.aten.sigmoid_backward(dh, out_i, grad_input=dh)
+        else:
+            dz = _act_backward(act, dh, zs[i], out_i)
         h = hs[i]
         if Ws[i].shape[1] < 16:  # possibly narrow: the layered path's rule
             r = linear_backward(dz, h, Ws[i], i > 0, (gWs[i], gbs[i]))[0]
@@ -118,13 +140,15 @@ def run_compiled(fn: Callable[..., Tensor | None], *args: object) -> Tensor | No
 
 
 def _cases() -> list[tuple]:
-    """Small problems that take every branch of `plain_step`: each activation, both losses,
-    both orientations of the last layer, a narrow hidden layer, no hidden layer."""
+    """Small problems that take every branch of `plain_step`: each of OWN_ACTS and one other,
+    both losses, both orientations of the last layer, a narrow hidden layer, no hidden
+    layer."""
     gen = torch.Generator().manual_seed(0)
     out = []
     for act, classify, transposed, hidden in (("relu", True, True, [24, 8]),
                                               ("tanh", False, False, [20]),
                                               ("sigmoid", True, False, [16]),
+                                              ("gelu", False, True, [20, 18]),
                                               ("relu", False, True, [])):
         dims = [6, *hidden, 3]
         Ws = [torch.randn(a, b, generator=gen) for a, b in zip(dims, dims[1:], strict=False)]
