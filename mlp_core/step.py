@@ -22,9 +22,9 @@ class TrainStep:
     The layered path runs `model.forward(X, train=True)`, `loss_and_grad` (or `loss_grad`),
     `model.backward(..., out=grads)` and `opt.step(grads)`. Where that path is a plain net and
     plain SGD (an `MLPClassifier` or `MLPRegressor` whose class keeps our forward, backward and
-    losses; no BatchNorm, no dropout; SGD without weight decay or
-    Nesterov, its momentum buffer allocated) the same kernels run as one function over tensors
-    bound once, `straight.plain_step`, compiled by TorchScript where that gives its bits
+    losses; no BatchNorm, no dropout; SGD without weight decay or Nesterov, its momentum buffer
+    allocated) the same kernels run as one function over tensors bound once,
+    `straight.plain_step`, compiled by TorchScript where that gives its bits
     (`straight.compiled`): on the [128, 128] digits step at batch 64 the layered path's Python
     (function calls, views, checks) costs a third more than straight-line code, and the
     function run as Python ~1.2x its compiled form. It differs from the layered path in two
