@@ -33,9 +33,10 @@ def plain_step(X: Tensor, y: Tensor, Ws: list[Tensor], bs: list[Tensor], Wts: li
                transposed: bool, need_loss: bool, scale: Tensor,
                neg_inv_n: Tensor) -> Tensor | None:
     """One step's forward, loss and backward of a plain net (Linear layers `Ws`, `bs`, `Wts`
-    the W's transposed views; the activation `act` between them, none after the last): writes d loss /
-    d W and d loss / d b into `gWs`, `gbs` and returns the batch-mean loss (softmax
-    cross-entropy of int labels where `classify`, else MSE) where need_loss, else None.
+    the W's transposed views; the activation `act` between them, none after the last):
+    writes d loss / d W and d loss / d b into `gWs`, `gbs` and returns the batch-mean loss
+    (softmax cross-entropy of int labels where `classify`, else MSE) where need_loss, else
+    None.
     `bs[-1]` is the last bias as a column (out, 1) where `transposed`. The loss's factors come
     as 0-d tensors of X's dtype (`scalars.scalar`: a float would be wrapped in a new tensor by
     each kernel): `scale` 1 / N (cross-entropy) or 2 / numel (MSE), `neg_inv_n` -1 / N.
@@ -129,7 +130,7 @@ _set_optimize = getattr(torch._C, "_set_graph_executor_optimize", None)
 def run_compiled(fn: Callable[..., Tensor | None], *args: object) -> Tensor | None:
     """`fn(*args)` for a TorchScript function, with the graph executor's optimizations off (a
     thread-local flag, restored after): no profiling runs and no re-specializing per batch
-    shape (the profiling executor spent ~50 ms of a 5 ms epoch on them), no fusion; the ops
+    shape (with them the first epoch of a 5 ms-an-epoch run took 62 ms), no fusion; the ops
     run as written."""
     prev = _get_optimize()
     _set_optimize(False)
@@ -185,9 +186,9 @@ def compiled() -> tuple[Callable[..., Tensor | None], bool]:
                     gWs = [torch.zeros_like(W) for W in Ws]
                     gbs = [torch.zeros_like(b) for b in bs]
                     n = X.shape[0]
-                    b = [*bs[:-1], bs[-1].view(-1, 1)] if transposed else bs
+                    bias = [*bs[:-1], bs[-1].view(-1, 1)] if transposed else bs
                     scale = torch.tensor(1.0 / n if classify else 2.0 / y.numel())
-                    args = (X, y, Ws, b, Wts, gWs, gbs, act, classify, transposed, True, scale,
+                    args = (X, y, Ws, bias, Wts, gWs, gbs, act, classify, transposed, True, scale,
                             torch.tensor(-1.0 / n))
                     loss = run_compiled(f, *args) if f is fn else f(*args)
                     got.append([loss, *gWs, *gbs])
