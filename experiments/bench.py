@@ -185,11 +185,9 @@ def bench_sklearn(res: Results, quick: bool, epochs: int, lr: float) -> None:
             c.fit(epochs, lr, seeds[0])
         for _ in range(rounds):
             for seed in seeds:  # the VM's speed drifts over minutes: compare runs seconds apart
-                ours = peers.run_mlp_core(epochs, lr, seed)
-                theirs = {name: c.fit(epochs, lr, seed) for name, c in children.items()}
-                runs["mlp_core"].append(ours)
-                for name, r in theirs.items():
-                    runs[name].append(r)
+                runs["mlp_core"].append(peers.run_mlp_core(epochs, lr, seed))
+                for name, c in children.items():
+                    runs[name].append(c.fit(epochs, lr, seed))
     out = {name: {"epoch_s": statistics.median(r["epoch_s"] for r in rs),
                   # every seed once per round: the mean over seeds is unchanged
                   "test_acc": statistics.mean(r["test_acc"] for r in rs), "info": rs[0]}

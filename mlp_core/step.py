@@ -11,7 +11,7 @@ from mlp_core.flat import FlatGrads
 from mlp_core.model import MLP, MLPClassifier, MLPRegressor
 from mlp_core.optim import SGD, _One, _Optimizer
 from mlp_core.scalars import scalar
-from mlp_core.straight import compiled, run_compiled
+from mlp_core.straight import compiled
 
 
 class TrainStep:
@@ -98,10 +98,7 @@ class TrainStep:
         n = X.shape[0]
         # the loss's factors: 1 / N for cross-entropy, 2 / numel for MSE; -1 / N
         scale = scalar(1.0 / n if self.task is MLPClassifier else 2.0 / y.numel(), X)
-        if self.is_compiled:
-            loss = run_compiled(self.fn, X, y, *bound[3], need_loss, scale, scalar(-1.0 / n, X))
-        else:
-            loss = self.fn(X, y, *bound[3], need_loss, scale, scalar(-1.0 / n, X))
+        loss = self.fn(X, y, *bound[3], need_loss, scale, scalar(-1.0 / n, X))
         # the optimizer's rule on its flat buffers, as `opt.step` runs it (without finding
         # them again: bound above)
         o = self.opt

@@ -163,11 +163,12 @@ def _cases() -> list[tuple]:
 
 @functools.lru_cache(maxsize=1)
 def compiled() -> tuple[Callable[..., Tensor | None], bool]:
-    """(`plain_step` compiled by TorchScript, True) where it compiles and gives the Python
-    function's bits on `_cases` (checked once a process; run with `run_compiled`), else
-    (`plain_step`, False). The interpreter skips Python's argument parsing and wrapping, ~1 us
-    an op: a [128, 128] digits epoch takes 0.93-0.98x what the hand-written Python step before
-    it took, and ~0.8x the same function's run as Python.
+    """(`plain_step` compiled by TorchScript and called through `run_compiled`, True) where it
+    compiles and gives the Python function's bits on `_cases` (checked once a process), else
+    (`plain_step`, False): either way a function with `plain_step`'s arguments. The
+    interpreter skips Python's argument parsing and wrapping, ~1 us an op: a [128, 128]
+    digits epoch takes 0.93-0.98x what the hand-written Python step before it took, and ~0.8x
+    the same function's run as Python.
     `torch.jit.script` warns that it is deprecated (in favour of `torch.compile`, which needs a
     C++ compiler and seconds to compile); where it is gone, the Python function runs."""
     script = getattr(getattr(torch, "jit", None), "script", None)
@@ -179,10 +180,11 @@ def compiled() -> tuple[Callable[..., Tensor | None], bool]:
             fn = script(plain_step)
         if fn is plain_step:  # TorchScript switched off (PYTORCH_JIT=0): script returns it
             return plain_step, False
+        run = functools.partial(run_compiled, fn)
         with torch.inference_mode():
             for X, y, Ws, bs, Wts, act, classify, transposed in _cases():
                 got = []
-                for f in (plain_step, fn):
+                for f in (plain_step, run):
                     gWs = [torch.zeros_like(W) for W in Ws]
                     gbs = [torch.zeros_like(b) for b in bs]
                     n = X.shape[0]
@@ -190,10 +192,10 @@ def compiled() -> tuple[Callable[..., Tensor | None], bool]:
                     scale = torch.tensor(1.0 / n if classify else 2.0 / y.numel())
                     args = (X, y, Ws, bias, Wts, gWs, gbs, act, classify, transposed, True, scale,
                             torch.tensor(-1.0 / n))
-                    loss = run_compiled(f, *args) if f is fn else f(*args)
+                    loss = f(*args)
                     got.append([loss, *gWs, *gbs])
                 if not all(torch.equal(a, b) for a, b in zip(*got, strict=True)):
                     return plain_step, False
     except Exception:  # any failure to compile or run it: the Python function
         return plain_step, False
-    return fn, True
+    return run, True
